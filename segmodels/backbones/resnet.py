@@ -1,0 +1,50 @@
+"""ResNet from torchvision, tapped as in seed 000: relu after conv1 (stride 2), then layer1..layer4."""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+from torchvision import models
+
+from .base import Backbone, adapt_first_conv_weight
+from .registry import BACKBONES
+from .vgg import IMAGENET_MEAN, IMAGENET_STD
+from .weights import load_exactly, published_state
+
+
+class ResNetBackbone(Backbone):
+    """Five levels at strides 2..32, keeping torchvision's key layout (``conv1``, ``layer1`` ...)."""
+
+    def __init__(self, arch: str, pretrained: bool = True, in_channels: int = 3, weights: str | None = None) -> None:
+        super().__init__()
+        build, published = ARCHS[arch]
+        net = build(weights=None)
+        if in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        state = published_state(arch, published, pretrained, weights)
+        if state is not None:
+            state["conv1.weight"] = adapt_first_conv_weight(state["conv1.weight"], in_channels)
+            load_exactly(net, state, source=weights or published.url)
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        expansion = net.layer1[0].expansion
+        self.channels = [64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
+        self.strides = [2, 4, 8, 16, 32]
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        stem = self.relu(self.bn1(self.conv1(x)))
+        c2 = self.layer1(self.maxpool(stem))
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        return [stem, c2, c3, c4, self.layer4(c4)]
+
+
+ARCHS = {
+    # V1 weights: the ones seed 000 (and most published U-Net/ResNet results) start from.
+    "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V1),
+}
+
+for _arch in ARCHS:
+    BACKBONES.register(_arch)(partial(ResNetBackbone, _arch))

@@ -1,0 +1,3 @@
+from ..registry import Registry
+
+DECODERS: Registry = Registry("decoder")

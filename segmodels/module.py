@@ -1,0 +1,136 @@
+"""The LightningModule: plain-valued hyper-parameters, so a checkpoint loads without Hydra."""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from .metrics import format_iou_table, scores_from_confusion
+from .model import build_model
+from .optim import build_optimizer, build_schedule
+from .visualize import prediction_grid
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains ``build_model(backbone, decoder, ...)`` with cross-entropy; reports mIoU over whole splits.
+
+    ``optimizer`` is ``{"name": "adamw", "lr": ..., other optimizer kwargs, "backbone_lr_factor": ...}``;
+    ``scheduler`` is ``{"name": "cosine", ...}`` or None, stepped every iteration.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        decoder: str = "unet",
+        num_classes: int = 21,
+        in_channels: int = 3,
+        pretrained: bool = True,
+        backbone_kwargs: dict[str, Any] | None = None,
+        decoder_kwargs: dict[str, Any] | None = None,
+        class_names: list[str] | None = None,
+        ignore_index: int = 255,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        log_images: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(
+            backbone, decoder, num_classes, in_channels, pretrained, backbone_kwargs, decoder_kwargs
+        )
+        self.class_names = list(class_names or [f"class_{i}" for i in range(num_classes)])
+        if len(self.class_names) != num_classes:
+            raise ValueError(f"{len(self.class_names)} class_names given for num_classes={num_classes}")
+        self.ignore_index = ignore_index
+        self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
+        self.test_scores: dict[str, Any] = {}
+        self._preview: tuple[torch.Tensor, ...] | None = None
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.model.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.model.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = F.cross_entropy(logits, batch["mask"], ignore_index=self.ignore_index)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], confusion: MulticlassConfusionMatrix, stage: str):
+        logits = self(batch["image"])
+        loss = F.cross_entropy(logits, batch["mask"], ignore_index=self.ignore_index)
+        predictions = logits.argmax(dim=1)
+        confusion.update(predictions, batch["mask"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
+        return predictions
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        predictions = self._evaluate(batch, self.val_confusion, "val")
+        if batch_idx == 0 and self.hparams.log_images:
+            k = self.hparams.log_images
+            self._preview = (batch["image"][:k], batch["mask"][:k], predictions[:k])
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_confusion, "test")
+
+    def _log_scores(self, confusion: MulticlassConfusionMatrix, stage: str) -> dict[str, torch.Tensor]:
+        scores = scores_from_confusion(confusion.compute())
+        confusion.reset()
+        for name in ("mIoU", "pixel_accuracy", "mean_accuracy"):
+            self.log(f"{stage}/{name}", scores[name].float(), prog_bar=name == "mIoU")
+        for name, value in zip(self.class_names, scores["iou"]):
+            if not torch.isnan(value):
+                self.log(f"{stage}/IoU/{name}", value.float())
+        return scores
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores(self.val_confusion, "val")
+        experiment = getattr(self.logger, "experiment", None)
+        if self._preview is not None and hasattr(experiment, "add_image") and not self.trainer.sanity_checking:
+            grid = prediction_grid(*self._preview, self.mean, self.std)
+            experiment.add_image("val/predictions", grid, self.global_step)
+        self._preview = None
+
+    def on_test_epoch_end(self) -> None:
+        scores = self._log_scores(self.test_confusion, "test")
+        self.test_scores = {
+            "mIoU": scores["mIoU"].item(),
+            "pixel_accuracy": scores["pixel_accuracy"].item(),
+            "mean_accuracy": scores["mean_accuracy"].item(),
+            "iou": dict(zip(self.class_names, scores["iou"].tolist())),
+        }
+        rank_zero_info("Per-class IoU on the test split (%):\n" + format_iou_table(scores["iou"].cpu(), self.class_names))
+
+    def configure_optimizers(self):
+        settings = dict(self.hparams.optimizer or {"name": "adamw", "lr": 1e-3})
+        name, lr = settings.pop("name"), settings.pop("lr")
+        backbone_factor = settings.pop("backbone_lr_factor", 1.0)
+        groups = [
+            {"params": list(self.model.backbone.parameters()), "lr": lr * backbone_factor, "name": "backbone"},
+            {"params": [p for n, p in self.model.named_parameters() if not n.startswith("backbone.")], "lr": lr, "name": "decoder"},
+        ]
+        optimizer = build_optimizer(groups, name, lr=lr, **settings)
+        if not self.hparams.scheduler:
+            return optimizer
+        schedule = dict(self.hparams.scheduler)
+        scheduler = build_schedule(optimizer, self.trainer.estimated_stepping_batches, schedule.pop("name"), **schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The state dict holds every weight: rebuilding from a checkpoint needs no download or file.
+        hparams = checkpoint["hyper_parameters"]
+        hparams["pretrained"] = False
+        if hparams.get("backbone_kwargs"):
+            hparams["backbone_kwargs"] = {k: v for k, v in hparams["backbone_kwargs"].items() if k != "weights"}

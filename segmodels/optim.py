@@ -1,0 +1,51 @@
+"""Optimisers and learning-rate schedules by name, built from plain values."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+
+from .registry import Registry
+
+OPTIMIZERS: Registry = Registry("optimizer")
+OPTIMIZERS.register("sgd")(torch.optim.SGD)
+OPTIMIZERS.register("adam")(torch.optim.Adam)
+OPTIMIZERS.register("adamw")(torch.optim.AdamW)
+
+SCHEDULES: Registry[Callable[..., Callable[[int], float]]] = Registry("scheduler")
+
+
+@SCHEDULES.register("constant")
+def constant(total_steps: int, warmup_steps: int = 0) -> Callable[[int], float]:
+    return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+
+
+@SCHEDULES.register("cosine")
+def cosine(total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+@SCHEDULES.register("poly")
+def poly(total_steps: int, warmup_steps: int = 0, power: float = 0.9) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, 1 - step / max(1, total_steps)) ** power
+
+    return factor
+
+
+def build_optimizer(groups: Iterable[dict[str, Any]], name: str, **kwargs: Any) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(name)(list(groups), **kwargs)
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, total_steps: int, name: str, **kwargs: Any):
+    """A per-iteration LambdaLR (the convention for poly and cosine in segmentation)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, SCHEDULES.get(name)(total_steps, **kwargs))

@@ -1,0 +1,81 @@
+"""compose -> instantiate -> fit -> test: the path ``train.py``, the tests and notebooks share."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from .callbacks import FreezeBackbone
+from .module import SegmentationModule
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def build_module(cfg: DictConfig) -> SegmentationModule:
+    backbone = _plain(cfg.backbone)
+    decoder = _plain(cfg.decoder)
+    return SegmentationModule(
+        backbone=backbone.pop("name"),
+        pretrained=backbone.pop("pretrained", True),
+        backbone_kwargs=backbone,
+        decoder=decoder.pop("name"),
+        decoder_kwargs=decoder,
+        num_classes=cfg.dataset.num_classes,
+        in_channels=cfg.get("in_channels", 3),
+        class_names=_plain(cfg.dataset.get("class_names")),
+        ignore_index=cfg.dataset.get("ignore_index", 255),
+        optimizer=_plain(cfg.optimizer),
+        scheduler=_plain(cfg.get("scheduler")),
+        log_images=cfg.get("log_images", 4),
+    )
+
+
+def build_callbacks(cfg: DictConfig, output_dir: Path) -> list[L.Callback]:
+    return [
+        ModelCheckpoint(
+            dirpath=output_dir / "checkpoints", filename="best", monitor=cfg.monitor, mode=cfg.monitor_mode, save_last=True
+        ),
+        LearningRateMonitor(logging_interval="step"),
+        FreezeBackbone(**_plain(cfg.freeze)),
+    ]
+
+
+@rank_zero_only
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, validate every epoch, test the best checkpoint; return (and save) the metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.output_dir)
+    _write(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    module = build_module(cfg)
+    datamodule = instantiate(cfg.dataset, mean=module.mean, std=module.std)
+    logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="")
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=build_callbacks(cfg, output_dir), logger=logger, default_root_dir=str(output_dir)
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
+
+    metrics = {name: value.item() for name, value in trainer.callback_metrics.items() if value.numel() == 1}
+    metrics.update({f"test/{k}": v for k, v in module.test_scores.items()})
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        metrics[f"best/{cfg.monitor}"] = checkpoint.best_model_score.item()
+    metrics["best_checkpoint"] = best
+    _write(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,41 @@
+"""Colours for class-index masks and the image / truth / prediction grids logged during validation."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def voc_palette(num_colors: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map (class i -> RGB), the palette VOC's mask PNGs carry."""
+    palette = np.zeros((num_colors, 3), dtype=np.uint8)
+    for index in range(num_colors):
+        value, red, green, blue = index, 0, 0, 0
+        for bit in range(8):
+            red |= ((value >> 0) & 1) << (7 - bit)
+            green |= ((value >> 1) & 1) << (7 - bit)
+            blue |= ((value >> 2) & 1) << (7 - bit)
+            value >>= 3
+        palette[index] = (red, green, blue)
+    return palette
+
+
+def colorize(mask: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) class indices -> (N, 3, H, W) floats in [0, 1] in VOC colours (255 = ignore, cream)."""
+    palette = torch.as_tensor(voc_palette(), device=mask.device, dtype=torch.float32) / 255
+    return palette[mask.long().clamp(0, 255)].permute(0, 3, 1, 2)
+
+
+def denormalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Back to [0, 1] RGB for display; inputs with other channel counts show their first channel as grey."""
+    mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    images = (images.float() * std_t + mean_t).clamp(0, 1)
+    return images if images.shape[1] == 3 else images[:, :1].expand(-1, 3, -1, -1)
+
+
+def prediction_grid(images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor, mean, std) -> torch.Tensor:
+    """One row per sample: image, ground truth, prediction."""
+    from torchvision.utils import make_grid
+
+    rows = torch.stack([denormalize(images, mean, std), colorize(masks), colorize(predictions)], dim=1)
+    return make_grid(rows.flatten(0, 1), nrow=3, padding=2)

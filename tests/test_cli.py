@@ -1,0 +1,48 @@
+"""`python train.py` as a user types it: a single run and a Hydra multirun sweep."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, subprocess_env
+
+TINY = [
+    "dataset.crop_size=48", "dataset.batch_size=2", "dataset.val_batch_size=2", "dataset.num_workers=0",
+    "trainer.fast_dev_run=true", "trainer.enable_progress_bar=false",
+]
+
+
+def run(args: list[str], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_generates_the_demo_data_and_runs(tmp_path):
+    result = run([f"data_dir={tmp_path / 'data'}", "dataset.image_size=48", *TINY], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "data/demo/ImageSets/Segmentation/train.txt").is_file()
+    runs = list((tmp_path / "outputs").glob("*/*"))
+    assert len(runs) == 1 and (runs[0] / "config.yaml").is_file() and (runs[0] / ".hydra/config.yaml").is_file()
+    assert "Per-class IoU on the test split" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_multirun_sweep_runs_every_job_in_its_own_folder(tiny_demo, tmp_path):
+    result = run(["-m", "backbone=vgg16,resnet50", "decoder=unet,att_unet", "backbone.pretrained=false",
+                  f"dataset.root={tiny_demo}", *TINY], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in (tmp_path / "multirun").glob("*/*/*") if p.is_dir() and (p / "metrics.json").is_file())
+    assert len(jobs) == 4
+    composed = {(p / "config.yaml").read_text().split("name: ")[1].split()[0] for p in jobs}
+    assert composed == {"vgg16", "resnet50"}
+
+
+def test_offline_pretrained_resnet50_stops_at_once_with_the_way_out(tmp_path):
+    env = subprocess_env()
+    env.update(TORCH_HOME=str(tmp_path / "torch"), https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "backbone=resnet50", "decoder=att_unet",
+                             f"data_dir={tmp_path}", *TINY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "resnet50-0676ba61.pth" in result.stderr and "backbone.pretrained=false" in result.stderr

@@ -1,0 +1,77 @@
+"""The model contract: seed parameter counts, any input size, freezing exactly the backbone."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segmodels import build_model, list_backbones, list_decoders
+
+SEED_PARAMETERS = [
+    ("vgg16", "unet", 24_892_437),
+    ("resnet50", "unet", 43_934_101),
+    ("vgg16", "att_unet", 35_463_041),
+]
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("backbone,decoder,expected", SEED_PARAMETERS)
+def test_seed_models_have_the_published_parameter_count(backbone, decoder, expected):
+    assert count(build_model(backbone, decoder, num_classes=21, pretrained=False)) == expected
+
+
+def test_registries_list_what_exists():
+    assert {"efficientnet_lite0", "resnet50", "vgg16"} <= set(list_backbones())
+    assert {"unet", "att_unet"} <= set(list_decoders())
+    with pytest.raises(KeyError, match="unknown backbone 'resnet5'; choose one of: .*resnet50"):
+        build_model("resnet5", "unet", 3, pretrained=False)
+
+
+@pytest.mark.parametrize("decoder", ["unet", "att_unet"])
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet50", "vgg16"])
+def test_logits_match_any_input_size(backbone, decoder):
+    model = build_model(backbone, decoder, num_classes=5, pretrained=False)
+    model.train()
+    x = torch.randn(2, 3, 37, 50, requires_grad=True)  # no stride divides these
+    logits = model(x)
+    assert logits.shape == (2, 5, 37, 50)
+    logits.mean().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 33, 32)).shape == (1, 5, 33, 32)
+
+
+def test_backbone_declares_its_pyramid():
+    model = build_model("resnet50", "unet", 3, pretrained=False)
+    levels = model.backbone(torch.randn(1, 3, 64, 64))
+    assert [f.shape[1] for f in levels] == model.backbone.channels == [64, 256, 512, 1024, 2048]
+    assert [64 // f.shape[-1] for f in levels] == model.backbone.strides == [2, 4, 8, 16, 32]
+    vgg = build_model("vgg16", "unet", 3, pretrained=False).backbone
+    assert vgg.channels == [64, 128, 256, 512, 512] and vgg.strides == [1, 2, 4, 8, 16]
+
+
+def test_freeze_touches_exactly_the_backbone():
+    model = build_model("efficientnet_lite0", "unet", 3, pretrained=False)
+    model.train()
+    model.freeze_backbone(bn_eval=True)
+    for name, parameter in model.named_parameters():
+        assert parameter.requires_grad == (not name.startswith("backbone."))
+    assert not any(m.training for m in model.backbone.modules())
+    assert all(m.training for m in model.decoder.modules())
+    model.train()  # Lightning calls this after every validation: frozen BatchNorm must stay in eval
+    assert not any(m.training for m in model.backbone.modules())
+    model.unfreeze_backbone()
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(m.training for m in model.modules())
+
+
+def test_other_channel_counts_keep_pretrained_filters_useful():
+    rgb = build_model("efficientnet_lite0", "unet", 3, in_channels=3, pretrained=True)
+    grey = build_model("efficientnet_lite0", "unet", 3, in_channels=1, pretrained=True)
+    summed = rgb.backbone.net.conv_stem.weight.sum(dim=1, keepdim=True)
+    assert torch.allclose(grey.backbone.net.conv_stem.weight, summed)
+    assert grey.eval()(torch.randn(1, 1, 32, 32)).shape == (1, 3, 32, 32)
+    assert len(grey.mean) == 1

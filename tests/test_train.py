@@ -1,0 +1,75 @@
+"""The train function that `python train.py` runs, on the real configs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from segmodels.training import train
+from tests.conftest import compose_train, tiny_overrides
+
+
+def test_default_composition(tmp_path):
+    cfg = compose_train([f"output_dir={tmp_path}"])
+    assert cfg.backbone.name == "efficientnet_lite0" and cfg.backbone.pretrained
+    assert cfg.decoder.name == "unet" and cfg.dataset._target_.endswith("DemoSegmentationDataModule")
+    assert cfg.freeze.unfreeze_at_epoch > 0 and cfg.monitor == "val/mIoU"
+
+
+def test_fast_dev_run_through_the_train_function(tiny_demo, tmp_path):
+    cfg = compose_train(tiny_overrides(tiny_demo, tmp_path, "trainer.fast_dev_run=true"))
+    metrics = train(cfg)
+    assert "test/mIoU" in metrics and 0.0 <= metrics["test/mIoU"] <= 1.0
+    assert OmegaConf.load(tmp_path / "config.yaml").backbone.name == "efficientnet_lite0"
+
+
+@pytest.mark.slow
+def test_a_real_run_writes_checkpoints_logs_and_metrics(tiny_demo, tmp_path):
+    cfg = compose_train(tiny_overrides(tiny_demo, tmp_path, "trainer.max_epochs=2", "freeze.unfreeze_at_epoch=1"))
+    metrics = train(cfg)
+    assert (tmp_path / "checkpoints" / "best.ckpt").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(events[0]), size_guidance={"images": 0, "scalars": 0}).Reload()
+    tags = accumulator.Tags()
+    assert {"train/loss_step", "val/loss", "val/mIoU", "lr-AdamW/backbone", "lr-AdamW/decoder"} <= set(tags["scalars"])
+    assert "val/predictions" in tags["images"]
+    frozen = [e.value for e in accumulator.Scalars("backbone_frozen")]
+    assert frozen == [1.0, 0.0]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["test/mIoU"] == pytest.approx(metrics["test/mIoU"])
+    assert set(saved["test/iou"]) == {"background", "circle", "square", "triangle"}
+
+
+@pytest.mark.slow
+def test_frozen_means_frozen_then_unfrozen_trains(tiny_demo, tmp_path):
+    """Backbone weights and BatchNorm statistics are unchanged over a frozen epoch, changed after."""
+    from segmodels.training import build_module
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from segmodels.callbacks import FreezeBackbone
+
+    cfg = compose_train(tiny_overrides(tiny_demo, tmp_path))
+    module = build_module(cfg)
+    before = {k: v.clone() for k, v in module.model.backbone.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in module.model.decoder.state_dict().items()}
+    datamodule = instantiate(cfg.dataset, mean=module.mean, std=module.std)
+
+    def fit(epochs: int) -> None:
+        trainer = L.Trainer(max_epochs=epochs, callbacks=[FreezeBackbone(unfreeze_at_epoch=1)], logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu", num_sanity_val_steps=0)
+        trainer.fit(module, datamodule=datamodule)
+
+    fit(1)
+    after_frozen = module.model.backbone.state_dict()
+    assert all(torch.equal(before[k], after_frozen[k]) for k in before)
+    assert any(not torch.equal(decoder_before[k], v) for k, v in module.model.decoder.state_dict().items())
+    fit(2)  # a fresh trainer from epoch 0 again: one frozen epoch, then one unfrozen
+    changed = module.model.backbone.state_dict()
+    assert any(not torch.equal(before[k], changed[k]) for k in before if k.endswith("weight"))
+    assert any(not torch.equal(before[k], changed[k]) for k in before if k.endswith("running_mean"))

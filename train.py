@@ -1,0 +1,15 @@
+"""Train a segmentation model: ``python train.py backbone=resnet50 decoder=att_unet``."""
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(config_path="conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    from segmodels.training import train
+
+    metrics = train(cfg)
+    return metrics.get(f"best/{cfg.monitor}", metrics.get(cfg.monitor))  # the value sweepers optimise
+
+
+if __name__ == "__main__":
+    main()
