@@ -34,7 +34,7 @@ def test_a_real_run_writes_checkpoints_logs_and_metrics(tiny_demo, tmp_path):
     assert events
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    accumulator = EventAccumulator(str(events[0]), size_guidance={"images": 0, "scalars": 0}).Reload()
+    accumulator = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
     tags = accumulator.Tags()
     assert {"train/loss_step", "val/loss", "val/mIoU", "lr-AdamW/backbone", "lr-AdamW/decoder"} <= set(tags["scalars"])
     assert "val/predictions" in tags["images"]
