@@ -43,7 +43,10 @@ class ResNetBackbone(Backbone):
 
 ARCHS = {
     # V1 weights: the ones seed 000 (and most published U-Net/ResNet results) start from.
+    "resnet18": (models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (models.resnet34, models.ResNet34_Weights.IMAGENET1K_V1),
     "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V1),
+    "resnet101": (models.resnet101, models.ResNet101_Weights.IMAGENET1K_V1),
 }
 
 for _arch in ARCHS:

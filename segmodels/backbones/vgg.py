@@ -52,6 +52,9 @@ class VGGBackbone(Backbone):
 
 ARCHS = {
     "vgg16": (models.vgg16, models.VGG16_Weights.IMAGENET1K_V1),
+    "vgg16_bn": (models.vgg16_bn, models.VGG16_BN_Weights.IMAGENET1K_V1),
+    "vgg19": (models.vgg19, models.VGG19_Weights.IMAGENET1K_V1),
+    "vgg19_bn": (models.vgg19_bn, models.VGG19_BN_Weights.IMAGENET1K_V1),
 }
 
 for _arch in ARCHS:
