@@ -70,6 +70,13 @@ class VOCSegmentationDataset(Dataset):
         return {"image": image, "mask": torch.as_tensor(mask).long()}
 
 
+def seed_worker_transforms(worker_id: int) -> None:
+    """albumentations keeps its own RNG, deaf to global seeds: derive it from the worker's torch seed."""
+    dataset = torch.utils.data.get_worker_info().dataset
+    if hasattr(dataset.transform, "set_random_seed"):
+        dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
+
+
 class VOCSegmentationDataModule(L.LightningDataModule):
     """Any folder in VOC layout; ``mean``/``std`` are the backbone's, given by whoever builds the model."""
 
@@ -124,14 +131,18 @@ class VOCSegmentationDataModule(L.LightningDataModule):
                 self.dataset(split)
 
     def _loader(self, stage: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.dataset(stage)
+        if self.num_workers == 0 and hasattr(dataset.transform, "set_random_seed"):
+            dataset.transform.set_random_seed(int(torch.randint(2**31, ())))  # follows the global seed
         return DataLoader(
-            self.dataset(stage),
+            dataset,
             batch_size=batch_size,
             shuffle=shuffle,
             drop_last=shuffle,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=seed_worker_transforms if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

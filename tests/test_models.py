@@ -23,14 +23,17 @@ def test_seed_models_have_the_published_parameter_count(backbone, decoder, expec
 
 
 def test_registries_list_what_exists():
-    assert {"efficientnet_lite0", "resnet50", "vgg16"} <= set(list_backbones())
+    assert {
+        "efficientnet_lite0", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "resnet18", "resnet34", "resnet50",
+        "resnet101", "mobilenet_v2", "mobilenet_v3_large",
+    } <= set(list_backbones())
     assert {"unet", "att_unet"} <= set(list_decoders())
     with pytest.raises(KeyError, match="unknown backbone 'resnet5'; choose one of: .*resnet50"):
         build_model("resnet5", "unet", 3, pretrained=False)
 
 
 @pytest.mark.parametrize("decoder", ["unet", "att_unet"])
-@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet50", "vgg16"])
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "resnet18", "resnet50", "vgg16", "vgg19_bn", "mobilenet_v2", "mobilenet_v3_large"])
 def test_logits_match_any_input_size(backbone, decoder):
     model = build_model(backbone, decoder, num_classes=5, pretrained=False)
     model.train()
@@ -51,6 +54,25 @@ def test_backbone_declares_its_pyramid():
     assert [64 // f.shape[-1] for f in levels] == model.backbone.strides == [2, 4, 8, 16, 32]
     vgg = build_model("vgg16", "unet", 3, pretrained=False).backbone
     assert vgg.channels == [64, 128, 256, 512, 512] and vgg.strides == [1, 2, 4, 8, 16]
+    for name, channels in [("mobilenet_v2", [16, 24, 32, 96, 1280]), ("mobilenet_v3_large", [16, 24, 40, 112, 960])]:
+        backbone = build_model(name, "unet", 3, pretrained=False).backbone.eval()
+        levels = backbone(torch.randn(1, 3, 64, 64))
+        assert [f.shape[1] for f in levels] == backbone.channels == channels
+        assert [64 // f.shape[-1] for f in levels] == backbone.strides
+
+
+def test_unet_on_resnet34_as_in_seed_002_trains():
+    model = build_model("resnet34", "unet", 2, pretrained=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 2, (2, 32, 32))
+    losses = []
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
 
 
 def test_freeze_touches_exactly_the_backbone():

@@ -72,6 +72,16 @@ def test_local_vgg_weights_file_gives_the_same_features(tmp_path):
         assert torch.equal(backbone(x)[-1], reference.features[:30](x))  # seed 000's features[23:-1] end
 
 
+def test_local_mobilenet_weights_file_gives_the_same_features(tmp_path):
+    reference = models.mobilenet_v3_large().eval()
+    torch.save(reference.state_dict(), tmp_path / "mnv3.pth")
+    backbone = build_model("mobilenet_v3_large", "unet", 3, pretrained=False,
+                           backbone_kwargs={"weights": str(tmp_path / "mnv3.pth")}).backbone.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(backbone(x)[-1], reference.features(x))
+
+
 def test_a_weights_file_that_does_not_fit_is_refused(tmp_path):
     torch.save(models.resnet18().state_dict(), tmp_path / "resnet18.pth")
     with pytest.raises(RuntimeError, match="weights left unloaded"):

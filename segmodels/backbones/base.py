@@ -6,6 +6,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 class Backbone(nn.Module):
     """Returns a list of feature maps from fine to coarse.

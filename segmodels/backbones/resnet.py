@@ -7,9 +7,8 @@ import torch
 from torch import nn
 from torchvision import models
 
-from .base import Backbone, adapt_first_conv_weight
+from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, adapt_first_conv_weight
 from .registry import BACKBONES
-from .vgg import IMAGENET_MEAN, IMAGENET_STD
 from .weights import load_exactly, published_state
 
 

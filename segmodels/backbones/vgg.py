@@ -3,51 +3,33 @@ from __future__ import annotations
 
 from functools import partial
 
-import torch
 from torch import nn
 from torchvision import models
 
-from .base import Backbone, adapt_first_conv_weight
+from .base import IMAGENET_MEAN, IMAGENET_STD, adapt_first_conv_weight
 from .registry import BACKBONES
+from .tapped import TappedSequential
 from .weights import load_exactly, published_state
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
-
-class VGGBackbone(Backbone):
-    """Five levels at strides 1..16; the last max-pool is dropped, as the seed's ``[23:-1]`` does.
-
-    Keeps torchvision's ``features.N`` key layout so published state dicts load unchanged.
-    """
+class VGGBackbone(TappedSequential):
+    """Five levels at strides 1..16; the last max-pool is dropped, as the seed's ``[23:-1]`` does."""
 
     def __init__(self, arch: str, pretrained: bool = True, in_channels: int = 3, weights: str | None = None) -> None:
-        super().__init__()
         build, published = ARCHS[arch]
         net = build(weights=None)
         if in_channels != 3:
-            first = net.features[0]
-            net.features[0] = nn.Conv2d(in_channels, first.out_channels, 3, padding=1)
+            net.features[0] = nn.Conv2d(in_channels, net.features[0].out_channels, 3, padding=1)
         state = published_state(arch, published, pretrained, weights)
         if state is not None:
             state["features.0.weight"] = adapt_first_conv_weight(state["features.0.weight"], in_channels)
             load_exactly(net, state, source=weights or published.url)
         pools = [i for i, m in enumerate(net.features) if isinstance(m, nn.MaxPool2d)]
-        self.features = nn.Sequential(*list(net.features)[: pools[-1]])
-        bounds = [0, *pools]
-        self.stages = list(zip(bounds[:-1], bounds[1:]))
+        super().__init__(net.features, ends=pools)
         convs = [(i, m.out_channels) for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)]
-        self.channels = [[c for i, c in convs if i < end][-1] for _, end in self.stages]
-        self.strides = [2**i for i in range(len(self.stages))]
+        self.channels = [[c for i, c in convs if i < end][-1] for end in self.ends]
+        self.strides = [2**i for i in range(len(self.ends))]
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        levels = []
-        for start, end in self.stages:
-            for index in range(start, end):
-                x = self.features[index](x)
-            levels.append(x)
-        return levels
 
 
 ARCHS = {
