@@ -32,7 +32,7 @@ class SegmentationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.decoder(self.backbone(x))
-        if logits.shape[-2:] != x.shape[-2:]:
+        if logits.shape[-2:] != x.shape[-2:] or torch.onnx.is_in_onnx_export():  # exported for every size
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits
 
@@ -67,6 +67,9 @@ def build_model(
     encoder = BACKBONES.get(backbone)(pretrained=pretrained, in_channels=in_channels, **(backbone_kwargs or {}))
     encoder.mean, encoder.std = normalisation_for(in_channels, encoder.mean, encoder.std)
     head = DECODERS.get(decoder)(encoder.channels, encoder.strides, num_classes, **(decoder_kwargs or {}))
+    if hasattr(head, "init_from_backbone"):  # e.g. FCN convolutionalising a VGG classifier
+        head.init_from_backbone(encoder)
+    encoder.classifier_state = {}  # only needed until here; VGG's is 120M parameters
     return SegmentationModel(encoder, head)
 
 

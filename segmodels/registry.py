@@ -10,6 +10,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self.fallback: Callable[[str], T | None] | None = None  # resolves names outside the table
 
     def register(self, name: str) -> Callable[[T], T]:
         def add(factory: T) -> T:
@@ -21,12 +22,13 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            raise KeyError(
-                f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}"
-            ) from None
+        resolved = self.fallback(name) if self.fallback else None
+        if resolved is None:
+            extra = " (or a name the fallback resolves)" if self.fallback else ""
+            raise KeyError(f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}{extra}")
+        return resolved
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -13,23 +13,54 @@ from .weights import load_exactly, published_state
 
 
 class VGGBackbone(TappedSequential):
-    """Five levels at strides 1..16; the last max-pool is dropped, as the seed's ``[23:-1]`` does."""
+    """Five levels, tapped ``before_pool`` (seed 000: strides 1..16, the last max-pool dropped, its
+    ``features[:4] [4:9] [9:16] [16:23] [23:-1]`` on VGG16) or ``after_pool`` (FCN's pool1..pool5 and
+    seed 001's SegNet slices ``[3:7] [7:14] [14:27] [27:40] [40:]`` on VGG19-BN: strides 2..32).
 
-    def __init__(self, arch: str, pretrained: bool = True, in_channels: int = 3, weights: str | None = None) -> None:
+    ``own_stem`` replaces the first conv (+BN) by a freshly initialised one, as seed 001 does, so any
+    ``in_channels`` starts from a stem of its own. The pretrained classifier stays available as
+    ``classifier_state`` (fc6/fc7) for FCN's net surgery until the model is built.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        pretrained: bool = True,
+        in_channels: int = 3,
+        weights: str | None = None,
+        taps: str = "before_pool",
+        own_stem: bool = False,
+    ) -> None:
+        if taps not in ("before_pool", "after_pool"):
+            raise ValueError(f"backbone.taps={taps!r}; use before_pool or after_pool")
         build, published = ARCHS[arch]
         net = build(weights=None)
-        if in_channels != 3:
-            net.features[0] = nn.Conv2d(in_channels, net.features[0].out_channels, 3, padding=1)
         state = published_state(arch, published, pretrained, weights)
+        if in_channels != 3 and not own_stem:
+            net.features[0] = nn.Conv2d(in_channels, net.features[0].out_channels, 3, padding=1)
+            if state is not None:
+                state["features.0.weight"] = adapt_first_conv_weight(state["features.0.weight"], in_channels)
         if state is not None:
-            state["features.0.weight"] = adapt_first_conv_weight(state["features.0.weight"], in_channels)
             load_exactly(net, state, source=weights or published.url)
+        if own_stem:
+            width = net.features[0].out_channels
+            net.features[0] = nn.Conv2d(in_channels, width, 3, padding=1)
+            if isinstance(net.features[1], nn.BatchNorm2d):
+                net.features[1] = nn.BatchNorm2d(width)
         pools = [i for i, m in enumerate(net.features) if isinstance(m, nn.MaxPool2d)]
-        super().__init__(net.features, ends=pools)
+        ends = pools if taps == "before_pool" else [p + 1 for p in pools]
+        super().__init__(net.features, ends=ends)
         convs = [(i, m.out_channels) for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)]
         self.channels = [[c for i, c in convs if i < end][-1] for end in self.ends]
-        self.strides = [2**i for i in range(len(self.ends))]
+        first = 0 if taps == "before_pool" else 1
+        self.strides = [2 ** (first + i) for i in range(len(self.ends))]
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.classifier_state = {}
+        if state is not None:
+            self.classifier_state = {
+                "fc6.weight": net.classifier[0].weight.detach(), "fc6.bias": net.classifier[0].bias.detach(),
+                "fc7.weight": net.classifier[3].weight.detach(), "fc7.bias": net.classifier[3].bias.detach(),
+            }
 
 
 ARCHS = {
