@@ -21,7 +21,9 @@ SMALL = {"fcn32s": {"fc_channels": 64}, "fcn16s": {"fc_channels": 64}, "fcn8s": 
 
 def test_every_decoder_is_registered():
     assert set(DECODERS) <= set(list_decoders())
+    assert "timm" in list_backbones()
     assert "convnext_atto" not in list_backbones()  # timm names resolve without being listed one by one
+    assert build_model("timm", "unet", 2, pretrained=False, backbone_kwargs={"model_name": "convnext_atto"}).backbone.strides == [4, 8, 16, 32]
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
@@ -89,6 +91,16 @@ def test_fcn_net_surgery_and_bilinear_upsampling(tmp_path):
     upsampled = model.decoder.final(constant)
     assert upsampled.shape == (1, 21, 128, 128)
     assert torch.allclose(upsampled[..., 32:96, 32:96], torch.ones(1, 21, 64, 64))
+
+
+def test_four_input_channels_cycle_and_rescale_the_pretrained_filters(tmp_path):
+    reference = models.resnet18()
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    model = build_model("resnet18", "unet", 2, in_channels=4, pretrained=False, backbone_kwargs={"weights": str(tmp_path / "resnet18.pth")})
+    rgb = reference.conv1.weight
+    assert torch.allclose(model.backbone.conv1.weight, torch.cat([rgb, rgb[:, :1]], dim=1) * 3 / 4)
+    assert model.mean == (0.485, 0.456, 0.406, 0.485)
+    assert model.eval()(torch.randn(1, 4, 40, 40)).shape == (1, 2, 40, 40)
 
 
 def test_timm_backbone_from_a_local_state_dict_gives_the_same_features(tmp_path):

@@ -17,7 +17,7 @@ from .weights import PretrainedWeightsUnavailable
 
 
 class TimmBackbone(Backbone):
-    def __init__(self, model_name: str, pretrained: bool = True, in_channels: int = 3, weights: str | None = None,
+    def __init__(self, model_name: str = "convnext_tiny", pretrained: bool = True, in_channels: int = 3, weights: str | None = None,
                  out_indices: list[int] | None = None) -> None:
         super().__init__()
         options = {"features_only": True, "in_chans": in_channels}
@@ -53,4 +53,5 @@ def resolve_timm(name: str):
     return partial(TimmBackbone, model_name) if timm.is_model(model_name) else None
 
 
+BACKBONES.register("timm")(TimmBackbone)  # build_model("timm", ..., backbone_kwargs={"model_name": ...})
 BACKBONES.fallback = resolve_timm

@@ -20,10 +20,11 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     return [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
 
 
-def decoder_block(in_channels: int, out_channels: int, convs: int) -> nn.Sequential:
+def decoder_block(in_channels: int, out_channels: int, convs: int, upsample: bool = True) -> nn.Sequential:
     """Seed 001's ``_DecoderBlock``: up x2, conv to half width, ``convs - 2`` more, conv to ``out``."""
     middle = in_channels // 2
-    layers: list[nn.Module] = [nn.ConvTranspose2d(in_channels, in_channels, 2, stride=2), *conv_bn_relu(in_channels, middle)]
+    up = nn.ConvTranspose2d(in_channels, in_channels, 2, stride=2) if upsample else nn.Identity()
+    layers: list[nn.Module] = [up, *conv_bn_relu(in_channels, middle)]
     for _ in range(convs - 2):
         layers += conv_bn_relu(middle, middle)
     return nn.Sequential(*layers, *conv_bn_relu(middle, out_channels))
@@ -33,7 +34,8 @@ def decoder_block(in_channels: int, out_channels: int, convs: int) -> nn.Sequent
 class SegNetDecoder(nn.Module):
     """Built on the last (up to) five levels; seed 001 has 4 convs in the two deepest fused stages, 2 after.
 
-    ``relu_logits`` keeps the seed's BN + ReLU after the class layer (true by default, for fidelity).
+    The finest stage doubles the resolution only when the finest level is coarser than the input
+    (seed 001's after-pool taps: stride 2), never past it. ``relu_logits`` keeps the seed's BN + ReLU after the class layer (true by default, for fidelity).
     """
 
     def __init__(
@@ -54,7 +56,8 @@ class SegNetDecoder(nn.Module):
         outs = [num_classes, *c[: n - 2]]  # each stage ends at the width of the next finer skip
         arriving = [*outs[1:], c[-1]]  # width coming up from the stage above each one
         self.stages = nn.ModuleList(
-            decoder_block(c[i] + arriving[i], outs[i], deep_convs if i >= n - 3 else shallow_convs) for i in range(n - 1)
+            decoder_block(c[i] + arriving[i], outs[i], deep_convs if i >= n - 3 else shallow_convs, upsample=i > 0 or strides[-n] > 1)
+            for i in range(n - 1)
         )
         if not relu_logits:
             self.stages[0] = nn.Sequential(*list(self.stages[0])[:-2])  # drop the BN + ReLU on the logits

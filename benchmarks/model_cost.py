@@ -1,0 +1,65 @@
+"""Parameters and forward GFLOPs of backbone/decoder pairs at a given input size.
+
+    python benchmarks/model_cost.py                      # every backbone x every decoder, 512 x 512
+    python benchmarks/model_cost.py --size 256 --pairs vgg16:unet resnet50:fcn8s
+
+Models are built on the meta device, so nothing is computed and no weights are needed: the counts
+come from torch.utils.flop_counter (one multiply-add = 2 FLOPs). Writes JSON and prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from segmodels import build_model, list_backbones, list_decoders  # noqa: E402
+
+
+def cost(backbone: str, decoder: str, size: int, num_classes: int) -> dict:
+    with torch.device("meta"):
+        model = build_model(backbone, decoder, num_classes=num_classes, pretrained=False).eval()
+        x = torch.empty(1, 3, size, size)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return {
+        "backbone": backbone,
+        "decoder": decoder,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "gflops": counter.get_total_flops() / 1e9,
+        "size": size,
+        "num_classes": num_classes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--num-classes", type=int, default=21)
+    parser.add_argument("--pairs", nargs="*", help="backbone:decoder pairs (default: the whole grid)")
+    parser.add_argument("--out", default="benchmarks/results/model_cost.json")
+    args = parser.parse_args()
+    pairs = [p.split(":") for p in args.pairs] if args.pairs else [(b, d) for b in list_backbones() for d in list_decoders()]
+    rows = [cost(b, d, args.size, args.num_classes) for b, d in pairs]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(rows, indent=2))
+    decoders = sorted({r["decoder"] for r in rows}, key=[d for _, d in pairs].index)
+    print(f"Parameters (millions) / forward GFLOPs at {args.size} x {args.size}, {args.num_classes} classes:\n")
+    print("| backbone | " + " | ".join(decoders) + " |")
+    print("| --- |" + " --- |" * len(decoders))
+    for backbone in dict.fromkeys(r["backbone"] for r in rows):
+        cells = []
+        for decoder in decoders:
+            row = next((r for r in rows if r["backbone"] == backbone and r["decoder"] == decoder), None)
+            cells.append(f"{row['parameters'] / 1e6:.1f} M / {row['gflops']:.0f}" if row else "")
+        print(f"| `{backbone}` | " + " | ".join(cells) + " |")
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
