@@ -13,11 +13,8 @@ import torch
 from torch import nn
 
 from .levels import resize_to
+from .blocks import conv_bn_relu
 from .registry import DECODERS
-
-
-def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
 
 
 def decoder_block(in_channels: int, out_channels: int, convs: int, upsample: bool = True) -> nn.Sequential:
