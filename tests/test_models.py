@@ -75,8 +75,9 @@ def test_unet_on_resnet34_as_in_seed_002_trains():
     assert losses[-1] < losses[0]
 
 
-def test_freeze_touches_exactly_the_backbone():
-    model = build_model("efficientnet_lite0", "unet", 3, pretrained=False)
+@pytest.mark.parametrize("decoder", ["unet", "att_unet", "segnet", "fcn8s"])
+def test_freeze_touches_exactly_the_backbone(decoder):
+    model = build_model("efficientnet_lite0", decoder, 3, pretrained=False, decoder_kwargs={"fc_channels": 32} if decoder == "fcn8s" else None)
     model.train()
     model.freeze_backbone(bn_eval=True)
     for name, parameter in model.named_parameters():

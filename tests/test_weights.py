@@ -17,7 +17,7 @@ IMAGENET_CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese,
 
 def test_packaged_efficientnet_lite0_weights_are_genuine_imagenet_weights():
     """The renamed package weights fill every tensor of the timm model and recognise a real cat photo."""
-    skimage_data = pytest.importorskip("skimage.data")
+    import skimage.data as skimage_data
     classifier = timm.create_model("tf_efficientnet_lite0").eval()
     state = to_timm_keys(torch.load(packaged_weights_path(), weights_only=True), [len(s) for s in classifier.blocks])
     assert set(state) == set(classifier.state_dict())
