@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning as L
 import numpy as np
@@ -10,14 +10,29 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from .checks import check_mask_values, check_sizes
+from .masks import read_mask
 from .transforms import eval_transforms, train_transforms
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+SINGLE_CHANNEL_MODES = ("L", "I", "I;16", "F")
+
+
+def read_image(path: Path, keep_single_channel: bool) -> np.ndarray:
+    """(H, W, C) uint8; grayscale, palette and RGBA become RGB unless a single channel is kept."""
+    with Image.open(path) as image:
+        if keep_single_channel and image.mode in SINGLE_CHANNEL_MODES:
+            return np.array(image.convert("L"))[..., None]
+        return np.array(image.convert("RGB"))
 
 
 class VOCSegmentationDataset(Dataset):
-    """Image/mask pairs named by one split file; masks are palette or grayscale PNGs of class indices."""
+    """Image/mask pairs named by one split file.
+
+    ``image_dirs`` with several folders stacks their images as channels of one input (a grayscale
+    image gives one channel, any other three), e.g. two single-channel modalities for a 2-channel model.
+    """
 
     def __init__(
         self,
@@ -29,39 +44,42 @@ class VOCSegmentationDataset(Dataset):
         split_dir: str = "ImageSets/Segmentation",
         image_ext: str = ".jpg",
         mask_ext: str = ".png",
+        image_dirs: Sequence[str] | None = None,
+        mask_value_map: Mapping[int, int] | None = None,
     ) -> None:
         self.root = Path(root)
         self.transform = transform
-        split_file = self.root / split_dir / f"{split}.txt"
-        if not split_file.is_file():
+        self.mask_value_map = dict(mask_value_map) if mask_value_map else None
+        self.image_dirs = list(image_dirs) if image_dirs else [image_dir]
+        self.split_file = self.root / split_dir / f"{split}.txt"
+        if not self.split_file.is_file():
             raise FileNotFoundError(
-                f"split file {split_file} does not exist; check dataset.root ({self.root}) and the split "
+                f"split file {self.split_file} does not exist; check dataset.root ({self.root}) and the split "
                 f"name '{split}' (dataset.train_split / val_split / test_split)"
             )
-        self.ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+        self.ids = [line.split()[0] for line in self.split_file.read_text().splitlines() if line.strip()]
         if not self.ids:
-            raise ValueError(f"split file {split_file} lists no images; add image ids, one per line")
-        self.images = [self.root / image_dir / f"{i}{image_ext}" for i in self.ids]
+            raise ValueError(f"split file {self.split_file} lists no images; add image ids, one per line")
+        self.images = [[self.root / d / f"{i}{image_ext}" for d in self.image_dirs] for i in self.ids]
         self.masks = [self.root / mask_dir / f"{i}{mask_ext}" for i in self.ids]
-        missing = [str(p) for pair in zip(self.images, self.masks) for p in pair if not p.is_file()]
+        missing = [str(p) for images, mask in zip(self.images, self.masks) for p in [*images, mask] if not p.is_file()]
         if missing:
             raise FileNotFoundError(
-                f"split file {split_file} names {len(missing)} missing files, e.g. {missing[:3]}; "
+                f"split file {self.split_file} names {len(missing)} missing files, e.g. {missing[:3]}; "
                 f"check dataset.image_dir/mask_dir/image_ext/mask_ext or remove those ids from the split"
             )
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        stacked = len(self.image_dirs) > 1
+        channels = [read_image(path, keep_single_channel=stacked) for path in self.images[index]]
+        image = channels[0] if len(channels) == 1 else np.concatenate(channels, axis=-1)
+        return image, read_mask(self.masks[index], self.mask_value_map)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image = np.array(Image.open(self.images[index]).convert("RGB"))
-        with Image.open(self.masks[index]) as mask_file:
-            if mask_file.mode not in ("P", "L"):
-                raise ValueError(
-                    f"mask {self.masks[index]} has mode {mask_file.mode}; save masks as palette or "
-                    f"8-bit grayscale PNGs of class indices"
-                )
-            mask = np.array(mask_file)
+        image, mask = self.read(index)
         if self.transform is not None:
             sample = self.transform(image=image, mask=mask)
             image, mask = sample["image"], sample["mask"]
@@ -77,27 +95,43 @@ def seed_worker_transforms(worker_id: int) -> None:
         dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
 
 
+def read_class_names(root: Path) -> list[str] | None:
+    """labelme writes ``class_names.txt``, one name per line (``_background_`` first)."""
+    path = root / "class_names.txt"
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.is_file() else None
+
+
 class VOCSegmentationDataModule(L.LightningDataModule):
-    """Any folder in VOC layout; ``mean``/``std`` are the backbone's, given by whoever builds the model."""
+    """Any folder in VOC layout.
+
+    ``num_classes`` and ``class_names`` may come from the config, from ``class_names.txt`` in the root,
+    or both (then they must agree). ``mean``/``std`` are the backbone's: whoever builds the model sets
+    them. ``train_transforms`` (a list of albumentations transforms) replaces the built-in
+    augmentation; normalisation and tensor conversion are always appended.
+    """
 
     def __init__(
         self,
         root: str,
-        num_classes: int,
+        num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         crop_size: int = 512,
         scale_range: Sequence[float] = (0.5, 2.0),
+        train_transforms: Sequence[Any] | None = None,
         batch_size: int = 8,
         val_batch_size: int = 1,
         num_workers: int = 4,
         pin_memory: bool = True,
         ignore_index: int = 255,
+        mask_value_map: Mapping[int, int] | None = None,
+        check_samples: int | None = 500,
         train_split: str = "train",
         val_split: str = "val",
         test_split: str | None = "test",
         image_dir: str = "JPEGImages",
+        image_dirs: Sequence[str] | None = None,
         mask_dir: str = "SegmentationClass",
         split_dir: str = "ImageSets/Segmentation",
         image_ext: str = ".jpg",
@@ -105,24 +139,57 @@ class VOCSegmentationDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.root = Path(root)
-        self.num_classes = num_classes
-        self.class_names = list(class_names) if class_names else [f"class_{i}" for i in range(num_classes)]
+        self.class_names, self.num_classes = self._classes(class_names, num_classes)
         self.mean, self.std = tuple(mean), tuple(std)
         self.crop_size, self.scale_range, self.ignore_index = crop_size, tuple(scale_range), ignore_index
+        self.augmentations = list(train_transforms) if train_transforms is not None else None
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.check_samples = check_samples
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
-        self.layout = dict(image_dir=image_dir, mask_dir=mask_dir, split_dir=split_dir, image_ext=image_ext, mask_ext=mask_ext)
+        self.layout = dict(
+            image_dir=image_dir, image_dirs=image_dirs, mask_dir=mask_dir, split_dir=split_dir,
+            image_ext=image_ext, mask_ext=mask_ext, mask_value_map=mask_value_map,
+        )
         self.datasets: dict[str, VOCSegmentationDataset] = {}
+
+    def _classes(self, class_names: Sequence[str] | None, num_classes: int | None) -> tuple[list[str], int]:
+        from_file = read_class_names(self.root) if not class_names else None
+        names = list(class_names or from_file or [])
+        if names and num_classes is not None and len(names) != num_classes:
+            source = f"{self.root / 'class_names.txt'}" if from_file else "dataset.class_names"
+            raise ValueError(
+                f"{source} lists {len(names)} classes but dataset.num_classes={num_classes}; make them agree "
+                f"(or set dataset.num_classes=null to take the count from the names)"
+            )
+        if not names and num_classes is None:
+            raise ValueError(
+                f"the number of classes is unknown: set dataset.num_classes or dataset.class_names, or put a "
+                f"class_names.txt (one name per line) in {self.root}"
+            )
+        count = num_classes if num_classes is not None else len(names)
+        return names or [f"class_{i}" for i in range(count)], count
+
+    def _transform(self, stage: str):
+        if stage != "train":
+            return eval_transforms(self.mean, self.std)
+        return train_transforms(self.crop_size, self.mean, self.std, self.ignore_index, self.scale_range, self.augmentations)
 
     def dataset(self, stage: str) -> VOCSegmentationDataset:
         if stage not in self.datasets:
-            if stage == "train":
-                transform = train_transforms(self.crop_size, self.mean, self.std, self.ignore_index, self.scale_range)
-            else:
-                transform = eval_transforms(self.mean, self.std)
-            self.datasets[stage] = VOCSegmentationDataset(self.root, self.splits[stage], transform, **self.layout)
+            dataset = VOCSegmentationDataset(self.root, self.splits[stage], self._transform(stage), **self.layout)
+            check_sizes(dataset.images, dataset.masks)
+            check_mask_values(dataset.masks, self.num_classes, self.ignore_index, dataset.mask_value_map, self.check_samples)
+            self.datasets[stage] = dataset
         return self.datasets[stage]
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of one input image, read from the first training sample."""
+        for stage in ("train", "val", "test"):
+            if self.splits[stage]:
+                return self.dataset(stage).read(0)[0].shape[-1]
+        raise ValueError("no split configured")
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], None: ["train", "val", "test"]}

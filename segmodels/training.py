@@ -20,7 +20,8 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-def build_module(cfg: DictConfig) -> SegmentationModule:
+def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: list[str] | None = None) -> SegmentationModule:
+    """The module ``cfg`` describes; the class count and names default to ``cfg.dataset``'s."""
     backbone = _plain(cfg.backbone)
     decoder = _plain(cfg.decoder)
     return SegmentationModule(
@@ -29,9 +30,9 @@ def build_module(cfg: DictConfig) -> SegmentationModule:
         backbone_kwargs=backbone,
         decoder=decoder.pop("name"),
         decoder_kwargs=decoder,
-        num_classes=cfg.dataset.num_classes,
+        num_classes=num_classes or cfg.dataset.num_classes,
         in_channels=cfg.get("in_channels", 3),
-        class_names=_plain(cfg.dataset.get("class_names")),
+        class_names=class_names or _plain(cfg.dataset.get("class_names")),
         ignore_index=cfg.dataset.get("ignore_index", 255),
         optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.get("scheduler")),
@@ -61,8 +62,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.output_dir)
     _write(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
-    module = build_module(cfg)
-    datamodule = instantiate(cfg.dataset, mean=module.mean, std=module.std)
+    datamodule = instantiate(cfg.dataset)
+    datamodule.prepare_data()
+    module = build_module(cfg, datamodule.num_classes, datamodule.class_names)
+    datamodule.mean, datamodule.std = module.mean, module.std
+    if datamodule.in_channels != module.hparams.in_channels:
+        raise ValueError(
+            f"images in {datamodule.root} have {datamodule.in_channels} channels but the model is built for "
+            f"in_channels={module.hparams.in_channels}; set in_channels={datamodule.in_channels} (or change dataset.image_dirs)"
+        )
     logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="")
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=build_callbacks(cfg, output_dir), logger=logger, default_root_dir=str(output_dir)
