@@ -19,7 +19,8 @@ class SegmentationModule(L.LightningModule):
     """Trains ``build_model(backbone, decoder, ...)`` with cross-entropy; reports mIoU over whole splits.
 
     ``optimizer`` is ``{"name": "adamw", "lr": ..., other optimizer kwargs, "backbone_lr_factor": ...}``;
-    ``scheduler`` is ``{"name": "cosine", ...}`` or None, stepped every iteration.
+    ``scheduler`` is ``{"name": "cosine", ...}`` or None, stepped every iteration. ``class_weights``
+    weight the training cross-entropy (e.g. ``python -m datamodules.inspect --class-weights``).
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class SegmentationModule(L.LightningModule):
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         log_images: int = 4,
+        class_weights: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -46,6 +48,10 @@ class SegmentationModule(L.LightningModule):
         if len(self.class_names) != num_classes:
             raise ValueError(f"{len(self.class_names)} class_names given for num_classes={num_classes}")
         self.ignore_index = ignore_index
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(f"{len(class_weights)} class_weights given for num_classes={num_classes}")
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.register_buffer("class_weights", weights, persistent=False)
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
         self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
         self.test_scores: dict[str, Any] = {}
@@ -64,7 +70,7 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
-        loss = F.cross_entropy(logits, batch["mask"], ignore_index=self.ignore_index)
+        loss = F.cross_entropy(logits, batch["mask"], weight=self.class_weights, ignore_index=self.ignore_index)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
         return loss
 

@@ -37,6 +37,7 @@ def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: l
         optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.get("scheduler")),
         log_images=cfg.get("log_images", 4),
+        class_weights=_plain(cfg.get("class_weights")),
     )
 
 

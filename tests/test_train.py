@@ -73,3 +73,19 @@ def test_frozen_means_frozen_then_unfrozen_trains(tiny_demo, tmp_path):
     changed = module.model.backbone.state_dict()
     assert any(not torch.equal(before[k], changed[k]) for k in before if k.endswith("weight"))
     assert any(not torch.equal(before[k], changed[k]) for k in before if k.endswith("running_mean"))
+
+
+def test_class_weights_weight_the_training_loss():
+    import torch.nn.functional as F
+
+    from segmodels import SegmentationModule
+
+    module = SegmentationModule(backbone="efficientnet_lite0", decoder="unet", num_classes=2, pretrained=False,
+                                decoder_kwargs={"decoder_channels": [8, 8, 8, 8]}, class_weights=[1.0, 3.0]).eval()
+    batch = {"image": torch.randn(2, 3, 32, 32), "mask": torch.randint(0, 2, (2, 32, 32))}
+    batch["mask"][0, :4] = 255
+    with torch.no_grad():
+        expected = F.cross_entropy(module(batch["image"]), batch["mask"], weight=torch.tensor([1.0, 3.0]), ignore_index=255)
+        assert torch.allclose(module.training_step(batch, 0), expected)
+    with pytest.raises(ValueError, match="1 class_weights given for num_classes=2"):
+        SegmentationModule(backbone="efficientnet_lite0", decoder="unet", num_classes=2, pretrained=False, class_weights=[1.0])
