@@ -1,6 +1,7 @@
 """PASCAL VOC layout: JPEGImages/, SegmentationClass/, ImageSets/Segmentation/<split>.txt."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -46,20 +47,26 @@ class VOCSegmentationDataset(Dataset):
         mask_ext: str = ".png",
         image_dirs: Sequence[str] | None = None,
         mask_value_map: Mapping[int, int] | None = None,
+        ids: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.transform = transform
         self.mask_value_map = dict(mask_value_map) if mask_value_map else None
         self.image_dirs = list(image_dirs) if image_dirs else [image_dir]
         self.split_file = self.root / split_dir / f"{split}.txt"
-        if not self.split_file.is_file():
-            raise FileNotFoundError(
-                f"split file {self.split_file} does not exist; check dataset.root ({self.root}) and the split "
-                f"name '{split}' (dataset.train_split / val_split / test_split)"
-            )
-        self.ids = [line.split()[0] for line in self.split_file.read_text().splitlines() if line.strip()]
+        if ids is None:
+            if not self.split_file.is_file():
+                raise FileNotFoundError(
+                    f"split file {self.split_file} does not exist; check dataset.root ({self.root}) and the split "
+                    f"name '{split}' (dataset.train_split / val_split / test_split), or split the masks found "
+                    f"with dataset.split_fractions (e.g. '{{train: 0.8, val: 0.2}}')"
+                )
+            ids = [line.split()[0] for line in self.split_file.read_text().splitlines() if line.strip()]
+            if not ids:
+                raise ValueError(f"split file {self.split_file} lists no images; add image ids, one per line")
+        self.ids = list(ids)
         if not self.ids:
-            raise ValueError(f"split file {self.split_file} lists no images; add image ids, one per line")
+            raise ValueError(f"split '{split}' of {self.root} is empty; give it a larger share in dataset.split_fractions")
         self.images = [[self.root / d / f"{i}{image_ext}" for d in self.image_dirs] for i in self.ids]
         self.masks = [self.root / mask_dir / f"{i}{mask_ext}" for i in self.ids]
         missing = [str(p) for images, mask in zip(self.images, self.masks) for p in [*images, mask] if not p.is_file()]
@@ -127,6 +134,7 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         ignore_index: int = 255,
         mask_value_map: Mapping[int, int] | None = None,
         check_samples: int | None = 500,
+        split_fractions: Mapping[str, float] | None = None,
         train_split: str = "train",
         val_split: str = "val",
         test_split: str | None = "test",
@@ -146,6 +154,7 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.check_samples = check_samples
+        self.split_fractions = dict(split_fractions) if split_fractions else None
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.layout = dict(
             image_dir=image_dir, image_dirs=image_dirs, mask_dir=mask_dir, split_dir=split_dir,
@@ -175,9 +184,27 @@ class VOCSegmentationDataModule(L.LightningDataModule):
             return eval_transforms(self.mean, self.std)
         return train_transforms(self.crop_size, self.mean, self.std, self.ignore_index, self.scale_range, self.augmentations)
 
+    def split_ids(self, split: str) -> list[str] | None:
+        """With ``split_fractions`` (no split files, as labelme exports): a seeded partition of the masks."""
+        if not self.split_fractions:
+            return None
+        if split not in self.split_fractions:
+            raise ValueError(f"split '{split}' has no share in dataset.split_fractions {self.split_fractions}")
+        mask_dir, ext = self.root / self.layout["mask_dir"], self.layout["mask_ext"]
+        ids = sorted(p.name[: -len(ext)] for p in mask_dir.glob(f"*{ext}"))
+        random.Random(0).shuffle(ids)
+        total, start = sum(self.split_fractions.values()), 0.0
+        for name, share in self.split_fractions.items():
+            end = start + share / total
+            if name == split:
+                return ids[round(start * len(ids)) : round(end * len(ids))]
+            start = end
+        return None
+
     def dataset(self, stage: str) -> VOCSegmentationDataset:
         if stage not in self.datasets:
-            dataset = VOCSegmentationDataset(self.root, self.splits[stage], self._transform(stage), **self.layout)
+            split = self.splits[stage]
+            dataset = VOCSegmentationDataset(self.root, split, self._transform(stage), ids=self.split_ids(split), **self.layout)
             check_sizes(dataset.images, dataset.masks)
             check_mask_values(dataset.masks, self.num_classes, self.ignore_index, dataset.mask_value_map, self.check_samples)
             self.datasets[stage] = dataset

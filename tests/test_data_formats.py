@@ -137,3 +137,15 @@ def test_train_transforms_come_from_the_config(tmp_path):
     dm = instantiate(cfg.dataset)
     dm.setup("fit")
     assert dm.dataset("train")[0]["image"].shape == (3, 24, 24)
+
+
+def test_split_fractions_partition_the_masks_without_split_files(tmp_path):
+    root = demo(tmp_path)
+    shutil.rmtree(root / "ImageSets")
+    with pytest.raises(FileNotFoundError, match=r"train\.txt does not exist.*dataset\.split_fractions"):
+        module_for(root).setup("fit")
+    dm = module_for(root, split_fractions={"train": 0.5, "val": 0.5})
+    dm.setup("fit")
+    train_ids, val_ids = dm.dataset("train").ids, dm.dataset("val").ids
+    assert len(train_ids) == len(val_ids) == 3 and not set(train_ids) & set(val_ids)
+    assert module_for(root, split_fractions={"train": 0.5, "val": 0.5}).split_ids("train") == train_ids  # seeded
