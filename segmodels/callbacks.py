@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
 
 
 class FreezeBackbone(L.Callback):
@@ -26,3 +27,40 @@ class FreezeBackbone(L.Callback):
         else:
             model.unfreeze_backbone()
         pl_module.log("backbone_frozen", float(model.backbone_frozen), on_step=False, on_epoch=True)
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Stop when the training loss turns NaN or Inf, naming the first such step.
+
+    The flag is kept on the device and read only every ``check_every`` steps and before each
+    validation, so the training step never waits on the host; the checkpoints already written stay.
+    """
+
+    def __init__(self, check_every: int = 50) -> None:
+        self.check_every = check_every
+        self.first_bad_step = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        step = torch.tensor(trainer.global_step - 1, device=loss.device)  # the step this batch's loss belongs to
+        if self.first_bad_step is None or self.first_bad_step.device != loss.device:
+            self.first_bad_step = torch.tensor(-1, device=loss.device)
+        bad = ~torch.isfinite(loss.detach()) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(bad, step, self.first_bad_step)
+        if trainer.global_step % self.check_every == 0:
+            self.check(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def check(self, trainer: L.Trainer) -> None:
+        if self.first_bad_step is not None and int(self.first_bad_step) >= 0:
+            step = int(self.first_bad_step)
+            raise FloatingPointError(
+                f"the training loss became NaN or Inf at global step {step} (epoch {trainer.current_epoch}); training "
+                f"stopped. Checkpoints written before it are kept. Lower optimizer.lr, check the data, or use "
+                f"trainer.precision=32-true if mixed precision overflowed."
+            )

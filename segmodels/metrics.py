@@ -5,7 +5,8 @@ import torch
 
 
 def scores_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
-    """IoU per class, mIoU, pixel and mean class accuracy from a (target, prediction) count matrix.
+    """IoU and Dice per class and their means, pixel and mean class accuracy, from a (target, prediction)
+    count matrix.
 
     A class absent from both target and prediction has no IoU (NaN) and is left out of the mean,
     rather than counting as 0.
@@ -18,9 +19,13 @@ def scores_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
     nan = torch.tensor(float("nan"), dtype=confusion.dtype, device=confusion.device)
     iou = torch.where(union > 0, true_positive / union.clamp(min=1), nan)
     class_accuracy = torch.where(target_total > 0, true_positive / target_total.clamp(min=1), nan)
+    dice = torch.where(union > 0, 2 * true_positive / (union + true_positive).clamp(min=1), nan)
     return {
+        "confusion": confusion,
         "iou": iou,
         "mIoU": iou.nanmean(),
+        "dice": dice,
+        "mean_dice": dice.nanmean(),
         "pixel_accuracy": true_positive.sum() / confusion.sum().clamp(min=1),
         "mean_accuracy": class_accuracy.nanmean(),
     }

@@ -5,10 +5,10 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from .losses import build_loss
 from .metrics import format_iou_table, scores_from_confusion
 from .model import build_model
 from .optim import build_optimizer, build_schedule
@@ -38,6 +38,7 @@ class SegmentationModule(L.LightningModule):
         scheduler: dict[str, Any] | None = None,
         log_images: int = 4,
         class_weights: list[float] | None = None,
+        loss: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -50,8 +51,8 @@ class SegmentationModule(L.LightningModule):
         self.ignore_index = ignore_index
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"{len(class_weights)} class_weights given for num_classes={num_classes}")
-        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
-        self.register_buffer("class_weights", weights, persistent=False)
+        options = dict(loss or {"name": "ce"})
+        self.criterion = build_loss(options.pop("name"), ignore_index, class_weights, **options)
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
         self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
         self.test_scores: dict[str, Any] = {}
@@ -70,13 +71,13 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
-        loss = F.cross_entropy(logits, batch["mask"], weight=self.class_weights, ignore_index=self.ignore_index)
+        loss = self.criterion(logits, batch["mask"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
         return loss
 
     def _evaluate(self, batch: dict[str, torch.Tensor], confusion: MulticlassConfusionMatrix, stage: str):
         logits = self(batch["image"])
-        loss = F.cross_entropy(logits, batch["mask"], ignore_index=self.ignore_index)
+        loss = self.criterion(logits, batch["mask"])
         predictions = logits.argmax(dim=1)
         confusion.update(predictions, batch["mask"])
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
@@ -94,7 +95,7 @@ class SegmentationModule(L.LightningModule):
     def _log_scores(self, confusion: MulticlassConfusionMatrix, stage: str) -> dict[str, torch.Tensor]:
         scores = scores_from_confusion(confusion.compute())
         confusion.reset()
-        for name in ("mIoU", "pixel_accuracy", "mean_accuracy"):
+        for name in ("mIoU", "pixel_accuracy", "mean_accuracy", "mean_dice"):
             self.log(f"{stage}/{name}", scores[name].float(), prog_bar=name == "mIoU")
         for name, value in zip(self.class_names, scores["iou"]):
             if not torch.isnan(value):
@@ -112,10 +113,10 @@ class SegmentationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         scores = self._log_scores(self.test_confusion, "test")
         self.test_scores = {
-            "mIoU": scores["mIoU"].item(),
-            "pixel_accuracy": scores["pixel_accuracy"].item(),
-            "mean_accuracy": scores["mean_accuracy"].item(),
+            **{name: scores[name].item() for name in ("mIoU", "pixel_accuracy", "mean_accuracy", "mean_dice")},
             "iou": dict(zip(self.class_names, scores["iou"].tolist())),
+            "dice": dict(zip(self.class_names, scores["dice"].tolist())),
+            "confusion": scores["confusion"].long().tolist(),
         }
         rank_zero_info("Per-class IoU on the test split (%):\n" + format_iou_table(scores["iou"].cpu(), self.class_names))
 

@@ -12,8 +12,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import FreezeBackbone
+from .callbacks import FreezeBackbone, StopOnNonFiniteLoss
 from .module import SegmentationModule
+from .reports import TestReport
 
 
 def _plain(node: Any) -> Any:
@@ -38,6 +39,7 @@ def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: l
         scheduler=_plain(cfg.get("scheduler")),
         log_images=cfg.get("log_images", 4),
         class_weights=_plain(cfg.get("class_weights")),
+        loss=_plain(cfg.get("loss")),
     )
 
 
@@ -48,6 +50,8 @@ def build_callbacks(cfg: DictConfig, output_dir: Path) -> list[L.Callback]:
         ),
         LearningRateMonitor(logging_interval="step"),
         FreezeBackbone(**_plain(cfg.freeze)),
+        StopOnNonFiniteLoss(check_every=cfg.trainer.get("log_every_n_steps", 50)),
+        TestReport(output_dir),
     ]
 
 

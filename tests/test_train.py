@@ -43,6 +43,12 @@ def test_a_real_run_writes_checkpoints_logs_and_metrics(tiny_demo, tmp_path):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["test/mIoU"] == pytest.approx(metrics["test/mIoU"])
     assert set(saved["test/iou"]) == {"background", "circle", "square", "triangle"}
+    assert 0.0 <= saved["test/mean_dice"] <= 1.0 and "val/mean_dice" in tags["scalars"]
+    rows = (tmp_path / "confusion_matrix.csv").read_text().splitlines()
+    assert rows[0].split(",")[1:] == ["background", "circle", "square", "triangle"] and len(rows) == 5
+    assert sum(int(v) for row in rows[1:] for v in row.split(",")[1:]) > 0
+    for picture in ("confusion_matrix.png", "iou.png"):
+        assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
@@ -89,3 +95,16 @@ def test_class_weights_weight_the_training_loss():
         assert torch.allclose(module.training_step(batch, 0), expected)
     with pytest.raises(ValueError, match="1 class_weights given for num_classes=2"):
         SegmentationModule(backbone="efficientnet_lite0", decoder="unet", num_classes=2, pretrained=False, class_weights=[1.0])
+
+
+@pytest.mark.slow
+def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_checkpoint(tiny_demo, tmp_path):
+    # the backbone's learning rate explodes once it is unfrozen in epoch 1
+    cfg = compose_train(tiny_overrides(tiny_demo, tmp_path, "trainer.max_epochs=3", "freeze.unfreeze_at_epoch=1",
+                                       "optimizer.backbone_lr_factor=1e12", "scheduler=constant"))
+    with pytest.raises(FloatingPointError, match=r"NaN or Inf at global step \d+ \(epoch \d+\)") as error:
+        train(cfg)
+    stopped_epoch = int(str(error.value).split("(epoch ")[1].split(")")[0])
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert 1 <= stopped_epoch and last["epoch"] < stopped_epoch
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())

@@ -1,0 +1,79 @@
+"""Segmentation losses by name; each takes (logits, target) with ignored pixels marked ``ignore_index``."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .registry import Registry
+
+LOSSES: Registry = Registry("loss")
+
+
+@LOSSES.register("ce")
+class CrossEntropy(nn.Module):
+    """Cross-entropy over labelled pixels, optionally class-weighted (median frequency, say)."""
+
+    def __init__(self, ignore_index: int = 255, class_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.ignore_index = ignore_index
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.register_buffer("weight", weights, persistent=False)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index)
+
+
+@LOSSES.register("dice")
+class Dice(nn.Module):
+    """1 - soft Dice, averaged over the classes present in the batch's labels or predictions."""
+
+    def __init__(self, ignore_index: int = 255, smooth: float = 1.0, class_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.ignore_index, self.smooth = ignore_index, smooth
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        valid = (target != self.ignore_index).unsqueeze(1)
+        probabilities = logits.float().softmax(dim=1) * valid
+        one_hot = F.one_hot(target.clamp(0, logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2) * valid
+        dims = (0, 2, 3)
+        intersection = (probabilities * one_hot).sum(dims)
+        total = probabilities.sum(dims) + one_hot.sum(dims)
+        dice = (2 * intersection + self.smooth) / (total + self.smooth)
+        present = total > 0
+        return 1 - dice[present].mean() if present.any() else logits.sum() * 0
+
+
+@LOSSES.register("focal")
+class Focal(nn.Module):
+    """Focal loss (Lin et al.): cross-entropy scaled by (1 - p_t)^gamma, down-weighting easy pixels."""
+
+    def __init__(self, ignore_index: int = 255, gamma: float = 2.0, class_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.ce = CrossEntropy(ignore_index, class_weights)
+        self.gamma = gamma
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per_pixel = F.cross_entropy(logits, target, weight=self.ce.weight, ignore_index=self.ce.ignore_index, reduction="none")
+        valid = target != self.ce.ignore_index
+        p_t = torch.exp(-F.cross_entropy(logits, target, ignore_index=self.ce.ignore_index, reduction="none"))
+        focal = (1 - p_t) ** self.gamma * per_pixel
+        return focal[valid].mean() if valid.any() else logits.sum() * 0
+
+
+@LOSSES.register("ce_dice")
+class CrossEntropyDice(nn.Module):
+    """Cross-entropy plus ``dice_weight`` x Dice."""
+
+    def __init__(self, ignore_index: int = 255, dice_weight: float = 1.0, class_weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.ce, self.dice, self.dice_weight = CrossEntropy(ignore_index, class_weights), Dice(ignore_index), dice_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.ce(logits, target) + self.dice_weight * self.dice(logits, target)
+
+
+def build_loss(name: str, ignore_index: int, class_weights: Sequence[float] | None = None, **options) -> nn.Module:
+    return LOSSES.get(name)(ignore_index=ignore_index, class_weights=class_weights, **options)

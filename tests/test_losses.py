@@ -1,0 +1,39 @@
+"""The loss group: what each loss returns on cases whose answer is known."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segmodels.losses import build_loss
+
+
+def confident(target: torch.Tensor, classes: int) -> torch.Tensor:
+    return F.one_hot(target.clamp(0, classes - 1), classes).permute(0, 3, 1, 2).float() * 40 - 20
+
+
+def test_dice_is_zero_for_a_perfect_prediction_and_ignores_ignored_pixels():
+    target = torch.randint(0, 3, (2, 8, 8))
+    logits = confident(target, 3)
+    target_with_ignore = target.clone()
+    target_with_ignore[:, :2] = 255
+    logits[:, :, :2] = torch.randn(2, 3, 2, 8)  # anything where the target is ignored
+    assert build_loss("dice", 255)(logits, target_with_ignore).item() == pytest.approx(0.0, abs=1e-3)
+    assert build_loss("dice", 255)(-logits, target).item() > 0.9
+
+
+def test_focal_with_gamma_zero_is_cross_entropy_and_smaller_otherwise():
+    logits, target = torch.randn(2, 4, 6, 6), torch.randint(0, 4, (2, 6, 6))
+    target[0, 0] = 255
+    ce = F.cross_entropy(logits, target, ignore_index=255)
+    assert torch.allclose(build_loss("focal", 255, gamma=0.0)(logits, target), ce)
+    assert build_loss("focal", 255, gamma=2.0)(logits, target) < ce
+
+
+def test_ce_dice_adds_the_weighted_parts_and_class_weights_reach_the_ce():
+    logits, target = torch.randn(2, 3, 6, 6), torch.randint(0, 3, (2, 6, 6))
+    weights = [1.0, 2.0, 0.5]
+    expected = F.cross_entropy(logits, target, weight=torch.tensor(weights)) + 0.5 * build_loss("dice", 255)(logits, target)
+    assert torch.allclose(build_loss("ce_dice", 255, weights, dice_weight=0.5)(logits, target), expected)
+    with pytest.raises(KeyError, match="unknown loss 'lovasz'"):
+        build_loss("lovasz", 255)
