@@ -4,10 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
+from PIL import Image
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from .inference import predict_probabilities
 from .losses import build_loss
 from .metrics import format_iou_table, scores_from_confusion
 from .model import build_model
@@ -68,6 +71,21 @@ class SegmentationModule(L.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
+
+    def predict(self, image, flip: bool = False, tile: int | None = None, overlap: float = 0.25) -> np.ndarray:
+        """An (H, W) class-index array for one HxWxC uint8 array or PIL image, at the image's own size."""
+        array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) and self.hparams.in_channels == 3 else image)
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.shape[-1] != self.hparams.in_channels:
+            raise ValueError(f"image has {array.shape[-1]} channels; this model takes {self.hparams.in_channels}")
+        x = torch.from_numpy(array.astype(np.float32) / 255).permute(2, 0, 1)[None].to(self.device)
+        x = (x - torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1)) / torch.tensor(self.std, device=self.device).view(1, -1, 1, 1)
+        was_training = self.training
+        self.eval()
+        probabilities = predict_probabilities(self.model, x, flip=flip, tile=tile, overlap=overlap)
+        self.train(was_training)
+        return probabilities.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
