@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import FreezeBackbone, StopOnNonFiniteLoss
+from .init_from import load_matching
 from .module import SegmentationModule
 from .reports import TestReport
 
@@ -71,6 +72,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.prepare_data()
     module = build_module(cfg, datamodule.num_classes, datamodule.class_names)
     datamodule.mean, datamodule.std = module.mean, module.std
+    if cfg.get("model", {}).get("init_from"):
+        load_matching(module, cfg.model.init_from)
     if datamodule.in_channels != module.hparams.in_channels:
         raise ValueError(
             f"images in {datamodule.root} have {datamodule.in_channels} channels but the model is built for "

@@ -108,3 +108,27 @@ def test_a_nan_loss_stops_training_naming_the_step_and_keeps_the_last_good_check
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert 1 <= stopped_epoch and last["epoch"] < stopped_epoch
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_init_from_a_checkpoint_loads_what_matches_and_reinitialises_the_rest(tiny_demo, tmp_path):
+    import lightning as L
+
+    from segmodels import SegmentationModule
+    from segmodels.init_from import load_matching
+
+    source = SegmentationModule(backbone="efficientnet_lite0", decoder="unet", num_classes=21, pretrained=False)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+    trainer.strategy.connect(source)
+    trainer.save_checkpoint(tmp_path / "voc.ckpt")
+    cfg = compose_train(tiny_overrides(tiny_demo, tmp_path / "run", f"model.init_from={tmp_path / 'voc.ckpt'}",
+                                       "backbone.pretrained=false", "trainer.fast_dev_run=true"))
+    train(cfg)  # the 4-class demo model starts from the 21-class one
+    from segmodels.training import build_module
+
+    target = build_module(cfg)
+    report = load_matching(target, tmp_path / "voc.ckpt")
+    assert report["other_shape"] == ["model.decoder.classifier.weight (21, 64, 1, 1) -> (4, 64, 1, 1)",
+                                     "model.decoder.classifier.bias (21,) -> (4,)"]
+    assert torch.equal(target.model.backbone.net.conv_stem.weight, source.model.backbone.net.conv_stem.weight)
+    with pytest.raises(FileNotFoundError, match="model.init_from=.*nope.ckpt: no such checkpoint file"):
+        load_matching(target, tmp_path / "nope.ckpt")
