@@ -14,7 +14,7 @@ from .inference import predict_probabilities
 from .losses import build_loss
 from .metrics import format_iou_table, scores_from_confusion
 from .model import build_model
-from .optim import build_optimizer, build_schedule
+from .optim import build_optimizer, build_schedule, parameter_groups
 from .visualize import prediction_grid
 
 
@@ -142,10 +142,18 @@ class SegmentationModule(L.LightningModule):
         settings = dict(self.hparams.optimizer or {"name": "adamw", "lr": 1e-3})
         name, lr = settings.pop("name"), settings.pop("lr")
         backbone_factor = settings.pop("backbone_lr_factor", 1.0)
-        groups = [
-            {"params": list(self.model.backbone.parameters()), "lr": lr * backbone_factor, "name": "backbone"},
-            {"params": [p for n, p in self.model.named_parameters() if not n.startswith("backbone.")], "lr": lr, "name": "decoder"},
-        ]
+        no_decay_norm_bias = settings.pop("no_decay_norm_bias", False)
+        reference_batch = settings.pop("scale_lr_by_batch", None)
+        if reference_batch:  # linear scaling rule: lr x global batch / reference batch
+            datamodule = getattr(self.trainer, "datamodule", None)
+            batch = getattr(datamodule, "batch_size", reference_batch)
+            lr *= batch * self.trainer.world_size * self.trainer.accumulate_grad_batches / reference_batch
+        weight_decay = settings.pop("weight_decay", 0.0)
+        named = {
+            "backbone": list(self.model.backbone.named_parameters()),
+            "decoder": [(n, p) for n, p in self.model.named_parameters() if not n.startswith("backbone.")],
+        }
+        groups = parameter_groups(named, {"backbone": lr * backbone_factor, "decoder": lr}, weight_decay, no_decay_norm_bias)
         optimizer = build_optimizer(groups, name, lr=lr, **settings)
         if not self.hparams.scheduler:
             return optimizer

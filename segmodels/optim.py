@@ -42,6 +42,34 @@ def poly(total_steps: int, warmup_steps: int = 0, power: float = 0.9) -> Callabl
     return factor
 
 
+@SCHEDULES.register("step")
+def step(total_steps: int, warmup_steps: int = 0, milestones: tuple[float, ...] = (0.6, 0.9), gamma: float = 0.1) -> Callable[[int], float]:
+    """x ``gamma`` at each milestone, given as a fraction of training (0.6: after 60% of the steps)."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return gamma ** sum(step >= m * total_steps for m in milestones)
+
+    return factor
+
+
+def parameter_groups(named: dict[str, Iterable[tuple[str, torch.nn.Parameter]]], lrs: dict[str, float],
+                     weight_decay: float, no_decay_norm_bias: bool) -> list[dict[str, Any]]:
+    """One group per part (backbone, decoder), split in two when norms and biases get no weight decay.
+
+    Every group exists from the start, so a scheduler never sees one appear when a backbone is unfrozen.
+    """
+    groups = []
+    for part, parameters in named.items():
+        decay, no_decay = [], []
+        for _, parameter in parameters:
+            (no_decay if no_decay_norm_bias and parameter.ndim <= 1 else decay).append(parameter)
+        groups.append({"params": decay, "lr": lrs[part], "weight_decay": weight_decay, "name": part})
+        if no_decay:
+            groups.append({"params": no_decay, "lr": lrs[part], "weight_decay": 0.0, "name": f"{part}_no_decay"})
+    return groups
+
+
 def build_optimizer(groups: Iterable[dict[str, Any]], name: str, **kwargs: Any) -> torch.optim.Optimizer:
     return OPTIMIZERS.get(name)(list(groups), **kwargs)
 
