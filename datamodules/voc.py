@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checks import check_mask_values, check_sizes
 from .masks import read_mask
+from .sampling import EpochShuffleSampler, sample_seed
 from .transforms import eval_transforms, train_transforms
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -51,6 +52,7 @@ class VOCSegmentationDataset(Dataset):
     ) -> None:
         self.root = Path(root)
         self.transform = transform
+        self.seed = 0  # the base of per-sample augmentation seeds (set by the datamodule)
         self.mask_value_map = dict(mask_value_map) if mask_value_map else None
         self.image_dirs = list(image_dirs) if image_dirs else [image_dir]
         self.split_file = self.root / split_dir / f"{split}.txt"
@@ -85,7 +87,15 @@ class VOCSegmentationDataset(Dataset):
         image = channels[0] if len(channels) == 1 else np.concatenate(channels, axis=-1)
         return image, read_mask(self.masks[index], self.mask_value_map)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """``key`` is an index, or ``(epoch, index)`` from EpochShuffleSampler: then the augmentation is
+        seeded from (seed, epoch, index), the same in any worker and after a resume."""
+        if isinstance(key, tuple):
+            epoch, index = key
+            if hasattr(self.transform, "set_random_seed"):
+                self.transform.set_random_seed(sample_seed(self.seed, epoch, index))
+        else:
+            index = key
         image, mask = self.read(index)
         if self.transform is not None:
             sample = self.transform(image=image, mask=mask)
@@ -93,13 +103,6 @@ class VOCSegmentationDataset(Dataset):
         else:
             image, mask = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask)
         return {"image": image, "mask": torch.as_tensor(mask).long()}
-
-
-def seed_worker_transforms(worker_id: int) -> None:
-    """albumentations keeps its own RNG, deaf to global seeds: derive it from the worker's torch seed."""
-    dataset = torch.utils.data.get_worker_info().dataset
-    if hasattr(dataset.transform, "set_random_seed"):
-        dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
 
 
 def read_class_names(root: Path) -> list[str] | None:
@@ -226,17 +229,18 @@ class VOCSegmentationDataModule(L.LightningDataModule):
 
     def _loader(self, stage: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.dataset(stage)
-        if self.num_workers == 0 and hasattr(dataset.transform, "set_random_seed"):
-            dataset.transform.set_random_seed(int(torch.randint(2**31, ())))  # follows the global seed
+        sampler = None
+        if shuffle:  # albumentations keeps its own RNG, deaf to global seeds: seed it per sample instead
+            dataset.seed = int(torch.initial_seed()) % 2**31
+            sampler = EpochShuffleSampler(len(dataset), seed=dataset.seed)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=shuffle,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
-            worker_init_fn=seed_worker_transforms if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:

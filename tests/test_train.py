@@ -132,3 +132,45 @@ def test_init_from_a_checkpoint_loads_what_matches_and_reinitialises_the_rest(ti
     assert torch.equal(target.model.backbone.net.conv_stem.weight, source.model.backbone.net.conv_stem.weight)
     with pytest.raises(FileNotFoundError, match="model.init_from=.*nope.ckpt: no such checkpoint file"):
         load_matching(target, tmp_path / "nope.ckpt")
+
+
+class StopAfterEpoch(__import__("lightning").Callback):
+    """Interrupts a run at the end of one epoch, as a preempted job would be."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_after", [0, 1])  # during the frozen phase, and after the unfreeze
+def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_demo, tmp_path, stop_after):
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from segmodels.callbacks import FreezeBackbone
+    from segmodels.training import build_module
+
+    def run(folder, callbacks, ckpt_path=None):
+        cfg = compose_train(tiny_overrides(tiny_demo, tmp_path / folder, "backbone.pretrained=false",
+                                           "decoder.decoder_channels=[8,16,16,16]"))
+        L.seed_everything(cfg.seed, workers=True)
+        module = build_module(cfg)
+        datamodule = instantiate(cfg.dataset, mean=module.mean, std=module.std)
+        trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+                            default_root_dir=str(tmp_path / folder), deterministic=True,
+                            callbacks=[FreezeBackbone(unfreeze_at_epoch=1), *callbacks])
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        return trainer, module
+
+    _, straight = run("straight", [])
+    interrupted, _ = run("interrupted", [StopAfterEpoch(stop_after)])
+    checkpoint = interrupted.checkpoint_callback.last_model_path or interrupted.checkpoint_callback.best_model_path
+    trainer, resumed = run("resumed", [], ckpt_path=checkpoint)
+    assert trainer.current_epoch == 3
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    assert resumed.model.backbone_frozen is False
