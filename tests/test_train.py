@@ -174,3 +174,22 @@ def test_a_resumed_run_repeats_an_uninterrupted_one(tiny_demo, tmp_path, stop_af
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), name
     assert resumed.model.backbone_frozen is False
+
+
+@pytest.mark.parametrize("setting", [{"accumulate_grad_batches": 2}, {"precision": "bf16-mixed"}])
+def test_freezing_holds_with_gradient_accumulation_and_mixed_precision(tiny_demo, tmp_path, setting):
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from segmodels.callbacks import FreezeBackbone
+    from segmodels.training import build_module
+
+    cfg = compose_train(tiny_overrides(tiny_demo, tmp_path, "backbone.pretrained=false", "decoder.decoder_channels=[8,16,16,16]"))
+    module = build_module(cfg)
+    datamodule = instantiate(cfg.dataset, mean=module.mean, std=module.std)
+    before = {k: v.clone() for k, v in module.model.backbone.state_dict().items()}
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        callbacks=[FreezeBackbone(unfreeze_at_epoch=-1)], limit_val_batches=1, **setting)
+    trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step >= 1
+    assert all(torch.equal(before[k], v) for k, v in module.model.backbone.state_dict().items())
