@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -83,7 +85,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=build_callbacks(cfg, output_dir), logger=logger, default_root_dir=str(output_dir)
     )
+    started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    train_seconds = time.perf_counter() - started
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
@@ -93,5 +97,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if checkpoint is not None and checkpoint.best_model_score is not None:
         metrics[f"best/{cfg.monitor}"] = checkpoint.best_model_score.item()
     metrics["best_checkpoint"] = best
+    metrics["parameters"] = sum(p.numel() for p in module.parameters())
+    metrics["train_seconds"] = train_seconds
+    if torch.cuda.is_available():
+        metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     _write(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

@@ -38,6 +38,18 @@ def test_multirun_sweep_runs_every_job_in_its_own_folder(tiny_demo, tmp_path):
     composed = {(p / "config.yaml").read_text().split("name: ")[1].split()[0] for p in jobs}
     assert composed == {"vgg16", "resnet50"}
 
+    # the sweep report; one job made to look crashed must be listed with its error, not dropped
+    (jobs[0] / "metrics.json").unlink()
+    with (jobs[0] / "train.log").open("a") as log:
+        log.write("RuntimeError: CUDA out of memory\n")
+    report = subprocess.run([sys.executable, "-m", "segmodels.report", str(jobs[0].parent)], env=subprocess_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr[-2000:]
+    rows = (jobs[0].parent / "report.csv").read_text().splitlines()
+    assert len(rows) == 5 and sum(",ok" in r for r in rows) == 3
+    assert "failed: RuntimeError: CUDA out of memory" in (jobs[0].parent / "report.md").read_text()
+    assert (jobs[0].parent / "report.png").read_bytes()[:4] == b"\x89PNG"
+
 
 def test_offline_pretrained_resnet50_stops_at_once_with_the_way_out(tmp_path):
     env = subprocess_env()
