@@ -1,6 +1,7 @@
 """compose -> instantiate -> fit -> test: the path ``train.py``, the tests and notebooks share."""
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -102,4 +103,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     _write(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    # Lightning's trainer, module and loaders reference each other: without a collection here, every job
+    # of a sweep run in one process (hydra -m) would keep its model and optimiser state alive
+    del trainer, module, datamodule, checkpoint
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return metrics
