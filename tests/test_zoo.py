@@ -16,7 +16,7 @@ from tests.conftest import compose_train, subprocess_env
 
 FAMILIES = ["efficientnet_lite0", "resnet18", "vgg16", "mobilenet_v2", "mobilenet_v3_large", "convnext_atto"]
 DECODERS = ["unet", "att_unet", "segnet", "fcn32s", "fcn16s", "fcn8s"]
-SMALL = {"fcn32s": {"fc_channels": 64}, "fcn16s": {"fc_channels": 64}, "fcn8s": {"fc_channels": 64}}
+SMALL = {"fcn32s": {"fc_channels": 64}, "fcn16s": {"fc_channels": 64}, "fcn8s": {"fc_channels": 64}}  # speed only
 
 
 def test_every_decoder_is_registered():
@@ -53,6 +53,9 @@ SEED_EXPERIMENTS = [
     ("unet_resnet50", 43_934_101),
     ("att_unet_vgg16", 35_463_041),
     ("fcn8s_vgg16_seed003", 33_736_562),
+    ("fcn32s_vgg16", 136_152_917),
+    ("fcn16s_vgg16", 134_815_994),
+    ("fcn8s_vgg16", 134_489_759),
 ]
 
 
@@ -81,7 +84,8 @@ def test_fcn_net_surgery_and_bilinear_upsampling(tmp_path):
     vgg = models.vgg16()
     torch.save(vgg.state_dict(), tmp_path / "vgg16.pth")
     model = build_model("vgg16", "fcn32s", 21, pretrained=False,
-                        backbone_kwargs={"weights": str(tmp_path / "vgg16.pth"), "taps": "after_pool"})
+                        backbone_kwargs={"weights": str(tmp_path / "vgg16.pth"), "taps": "after_pool"},
+                        decoder_kwargs={"fc_channels": 4096, "fc_kernel": 7})
     assert torch.equal(model.decoder.fc6.weight, vgg.classifier[0].weight.view(4096, 512, 7, 7))
     assert torch.equal(model.decoder.fc7.weight, vgg.classifier[3].weight.view(4096, 4096, 1, 1))
     assert model.backbone.classifier_state == {}  # freed once the decoder took it

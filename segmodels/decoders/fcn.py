@@ -1,9 +1,11 @@
 """FCN-32s / 16s / 8s (Long et al.), in the two forms of the seeds.
 
-Default (seed 002, the original FCN): fc6 a 7x7 conv and fc7 a 1x1 conv of 4096 channels with
-dropout, which ``init_from_backbone`` convolutionalises from a VGG classifier's pretrained weights
-("net surgery"); score layers zero-initialised; transposed convolutions of kernel 2s, stride s,
-initialised as bilinear upsampling and left without bias.
+The original (seed 002; ``fc_channels=4096, fc_kernel=7, dropout=0.5``): fc6 a 7x7 conv and fc7 a
+1x1 conv of 4096 channels with dropout, which ``init_from_backbone`` convolutionalises from a VGG
+classifier's pretrained weights ("net surgery"); score layers zero-initialised; transposed
+convolutions of kernel 2s, stride s, initialised as bilinear upsampling and left without bias. The
+defaults keep all of that but size fc6/fc7 (3x3 / 1x1, 512) for any backbone: the original's fc6 on
+a 2048-channel ResNet level alone would hold 411M parameters.
 
 Seed 003's form: ``fc_kernel=1, dropout=0, score_relu=true, bilinear=false``: 1x1 conv6/conv7, a
 ReLU after each score layer, and transposed convolutions with kernel = stride and a bias.
@@ -52,9 +54,9 @@ class FCNDecoder(nn.Module):
         strides: Sequence[int],
         num_classes: int,
         skips: int = 2,
-        fc_channels: int = 4096,
-        fc_kernel: int = 7,
-        dropout: float = 0.5,
+        fc_channels: int = 512,
+        fc_kernel: int = 3,
+        dropout: float = 0.1,
         score_relu: bool = False,
         bilinear: bool = True,
     ) -> None:
