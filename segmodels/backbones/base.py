@@ -23,9 +23,6 @@ class Backbone(nn.Module):
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
-    def describe(self) -> dict:
-        return {"channels": list(self.channels), "strides": list(self.strides)}
-
 
 def normalisation_for(in_channels: int, mean: Sequence[float], std: Sequence[float]) -> tuple[tuple, tuple]:
     """Mean/std for ``in_channels`` inputs, cycling the RGB values the way the first conv is adapted."""
