@@ -33,9 +33,16 @@ def denormalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float,
     return images if images.shape[1] == 3 else images[:, :1].expand(-1, 3, -1, -1)
 
 
+def blend(images: torch.Tensor, masks: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """Class colours over the image where the mask is not background (0)."""
+    labelled = (masks > 0).unsqueeze(1)
+    return torch.where(labelled, (1 - alpha) * images + alpha * colorize(masks), images)
+
+
 def prediction_grid(images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor, mean, std) -> torch.Tensor:
-    """One row per sample: image, ground truth, prediction."""
+    """One row per sample: the image, ground truth over it, prediction over it."""
     from torchvision.utils import make_grid
 
-    rows = torch.stack([denormalize(images, mean, std), colorize(masks), colorize(predictions)], dim=1)
+    pictures = denormalize(images, mean, std)
+    rows = torch.stack([pictures, blend(pictures, masks), blend(pictures, predictions)], dim=1)
     return make_grid(rows.flatten(0, 1), nrow=3, padding=2)
