@@ -56,10 +56,11 @@ class Focal(nn.Module):
         self.gamma = gamma
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        per_pixel = F.cross_entropy(logits, target, weight=self.ce.weight, ignore_index=self.ce.ignore_index, reduction="none")
+        per_pixel = F.cross_entropy(logits, target, ignore_index=self.ce.ignore_index, reduction="none")
         valid = target != self.ce.ignore_index
-        p_t = torch.exp(-F.cross_entropy(logits, target, ignore_index=self.ce.ignore_index, reduction="none"))
-        focal = (1 - p_t) ** self.gamma * per_pixel
+        focal = (1 - torch.exp(-per_pixel)) ** self.gamma * per_pixel  # exp(-CE) is p_t
+        if self.ce.weight is not None:
+            focal = focal * self.ce.weight[target.clamp(0, logits.shape[1] - 1)]
         return focal[valid].mean() if valid.any() else logits.sum() * 0
 
 

@@ -17,6 +17,8 @@ from .model import build_model
 from .optim import build_optimizer, build_schedule, parameter_groups
 from .visualize import prediction_grid
 
+SUMMARY_SCORES = ("mIoU", "pixel_accuracy", "mean_accuracy", "mean_dice")
+
 
 class SegmentationModule(L.LightningModule):
     """Trains ``build_model(backbone, decoder, ...)`` with cross-entropy; reports mIoU over whole splits.
@@ -51,7 +53,6 @@ class SegmentationModule(L.LightningModule):
         self.class_names = list(class_names or [f"class_{i}" for i in range(num_classes)])
         if len(self.class_names) != num_classes:
             raise ValueError(f"{len(self.class_names)} class_names given for num_classes={num_classes}")
-        self.ignore_index = ignore_index
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"{len(class_weights)} class_weights given for num_classes={num_classes}")
         options = dict(loss or {"name": "ce"})
@@ -113,7 +114,7 @@ class SegmentationModule(L.LightningModule):
     def _log_scores(self, confusion: MulticlassConfusionMatrix, stage: str) -> dict[str, torch.Tensor]:
         scores = scores_from_confusion(confusion.compute())
         confusion.reset()
-        for name in ("mIoU", "pixel_accuracy", "mean_accuracy", "mean_dice"):
+        for name in SUMMARY_SCORES:
             self.log(f"{stage}/{name}", scores[name].float(), prog_bar=name == "mIoU")
         for name, value in zip(self.class_names, scores["iou"]):
             if not torch.isnan(value):
@@ -131,7 +132,7 @@ class SegmentationModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         scores = self._log_scores(self.test_confusion, "test")
         self.test_scores = {
-            **{name: scores[name].item() for name in ("mIoU", "pixel_accuracy", "mean_accuracy", "mean_dice")},
+            **{name: scores[name].item() for name in SUMMARY_SCORES},
             "iou": dict(zip(self.class_names, scores["iou"].tolist())),
             "dice": dict(zip(self.class_names, scores["dice"].tolist())),
             "confusion": scores["confusion"].long().tolist(),

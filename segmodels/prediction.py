@@ -8,17 +8,17 @@ import torch
 from PIL import Image
 
 from .module import SegmentationModule
-from .visualize import voc_palette
+from .visualize import blend, voc_palette
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> Image.Image:
+def overlay(image: np.ndarray, mask: np.ndarray) -> Image.Image:
     """The image with each class's colour blended in (background, class 0, left as it is)."""
     rgb = image if image.ndim == 3 and image.shape[-1] == 3 else np.repeat(image[..., :1], 3, axis=-1)
-    colours = voc_palette()[mask].astype(np.float32)
-    blended = np.where(mask[..., None] > 0, (1 - alpha) * rgb + alpha * colours, rgb)
-    return Image.fromarray(blended.clip(0, 255).astype(np.uint8))
+    pictures = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    blended = blend(pictures, torch.from_numpy(mask)[None])[0].permute(1, 2, 0)
+    return Image.fromarray((blended * 255).round().clamp(0, 255).byte().numpy())
 
 
 def predict_folder(ckpt_path: str, input: str, output: str, flip: bool = False, tile: int | None = None,
