@@ -1,30 +1,27 @@
 """Shuffling and augmentation that depend on (seed, epoch, index) alone, so a resumed run repeats an
-uninterrupted one exactly, whatever the number of workers."""
+uninterrupted one exactly, whatever the number of workers or processes."""
 from __future__ import annotations
 
 from typing import Iterator
 
 import numpy as np
-import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 
-class EpochShuffleSampler(Sampler):
-    """A fresh permutation per epoch from ``seed + epoch``; yields ``(epoch, index)`` keys so the dataset
-    can seed each sample's augmentation the same way (Lightning calls ``set_epoch`` every epoch)."""
+class EpochShuffleSampler(DistributedSampler):
+    """A fresh permutation per epoch from ``seed + epoch``, split over ``num_replicas`` processes by stride.
 
-    def __init__(self, length: int, seed: int = 0) -> None:
-        self.length, self.seed, self.epoch = length, seed, 0
+    Yields ``(epoch, index)`` keys so the dataset can seed each sample's augmentation the same way. Rank
+    ``r`` takes positions ``r, r + n, ...`` of the one global permutation, so with batch ``b`` per process
+    every optimiser step sees the same ``n * b`` images as a single process with batch ``n * b``. Being a
+    DistributedSampler already, Lightning leaves it in place under DDP (and calls ``set_epoch``).
+    """
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
+    def __init__(self, length: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(range(length), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        for index in torch.randperm(self.length, generator=generator).tolist():
+        for index in super().__iter__():
             yield self.epoch, index
 
 

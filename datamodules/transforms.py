@@ -26,18 +26,21 @@ def default_augmentations(
 
 def train_transforms(
     crop_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
     ignore_index: int = 255,
     scale_range: Sequence[float] = (0.5, 2.0),
     augmentations: Sequence[A.BasicTransform] | None = None,
+    photometric: bool = True,
 ) -> A.Compose:
-    """``augmentations`` (default: ``default_augmentations``), then the backbone's normalisation."""
+    """``augmentations`` (default: ``default_augmentations``), then uint8 CHW tensors.
+
+    Normalisation is left to the device (``VOCSegmentationDataModule.on_after_batch_transfer``): uint8
+    batches are a quarter of the bytes to collate, pin and copy, and the workers skip a float pass.
+    """
     if augmentations is None:
-        augmentations = default_augmentations(crop_size, ignore_index, scale_range, photometric=len(mean) == 3)
-    return A.Compose([*augmentations, A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
+        augmentations = default_augmentations(crop_size, ignore_index, scale_range, photometric)
+    return A.Compose([*augmentations, ToTensorV2()])
 
 
-def eval_transforms(mean: Sequence[float], std: Sequence[float]) -> A.Compose:
-    """Normalisation only, so metrics are computed on the original masks, as published ones are."""
-    return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
+def eval_transforms() -> A.Compose:
+    """No resizing or cropping, so metrics are computed on the original masks, as published ones are."""
+    return A.Compose([ToTensorV2()])

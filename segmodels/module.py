@@ -61,6 +61,12 @@ class SegmentationModule(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
         self.test_scores: dict[str, Any] = {}
         self._preview: tuple[torch.Tensor, ...] | None = None
+        self.memory_format = torch.contiguous_format
+
+    def use_channels_last(self) -> None:
+        """NHWC weights and inputs: what tensor cores want for convolutions (bf16/fp16 on recent GPUs)."""
+        self.memory_format = torch.channels_last
+        self.model.to(memory_format=torch.channels_last)
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -71,7 +77,13 @@ class SegmentationModule(L.LightningModule):
         return self.model.std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
+        if images.dtype == torch.uint8:
+            raise TypeError(
+                "got uint8 images: VOCSegmentationDataModule's loaders ship raw bytes and normalise on the device "
+                "in on_after_batch_transfer; pass the datamodule (trainer.fit(module, datamodule=dm)) rather "
+                "than its loaders, or call dm.normalize(images) first"
+            )
+        return self.model(images.contiguous(memory_format=self.memory_format))
 
     def predict(self, image, flip: bool = False, tile: int | None = None, overlap: float = 0.25) -> np.ndarray:
         """An (H, W) class-index array for one HxWxC uint8 array or PIL image, at the image's own size."""

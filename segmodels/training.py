@@ -10,12 +10,13 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import FreezeBackbone, StopOnNonFiniteLoss
+from .callbacks import CheckRanksInSync, FreezeBackbone, StopOnNonFiniteLoss
 from .init_from import load_matching
 from .module import SegmentationModule
 from .reports import TestReport
@@ -56,7 +57,20 @@ def build_callbacks(cfg: DictConfig, output_dir: Path) -> list[L.Callback]:
         FreezeBackbone(**_plain(cfg.freeze)),
         StopOnNonFiniteLoss(check_every=cfg.trainer.get("log_every_n_steps", 50)),
         TestReport(output_dir),
+        CheckRanksInSync(),
     ]
+
+
+def apply_speed_options(module: SegmentationModule, options: DictConfig | dict, trainer: L.Trainer) -> None:
+    """``model.channels_last`` (true, false or auto: on CUDA) and ``model.compile`` (torch.compile in place,
+    so checkpoint keys stay those of the plain model)."""
+    channels_last = options.get("channels_last", False)
+    if channels_last == "auto":
+        channels_last = isinstance(trainer.accelerator, CUDAAccelerator)
+    if channels_last:
+        module.use_channels_last()
+    if options.get("compile", False):
+        module.model.compile()
 
 
 @rank_zero_only
@@ -86,6 +100,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=build_callbacks(cfg, output_dir), logger=logger, default_root_dir=str(output_dir)
     )
+    apply_speed_options(module, cfg.get("model", {}), trainer)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     train_seconds = time.perf_counter() - started
@@ -100,6 +115,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics["best_checkpoint"] = best
     metrics["parameters"] = sum(p.numel() for p in module.parameters())
     metrics["train_seconds"] = train_seconds
+    metrics["processes"] = trainer.world_size
+    sync = next((c for c in trainer.callbacks if isinstance(c, CheckRanksInSync)), None)
+    if sync is not None and sync.checksums:
+        metrics["parameter_checksum_per_process"] = sync.checksums
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     _write(output_dir / "metrics.json", json.dumps(metrics, indent=2))

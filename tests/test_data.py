@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -27,13 +28,16 @@ def test_demo_dataset_is_in_voc_layout_and_deterministic(tmp_path):
     assert (first / "class_names.txt").read_text().split() == DEMO_CLASSES
 
 
-def test_datamodule_batches_are_normalised_crops_and_original_size_eval(tiny_demo):
+def test_datamodule_ships_uint8_crops_normalised_on_the_device_and_original_size_eval(tiny_demo):
     dm = VOCSegmentationDataModule(str(tiny_demo), num_classes=4, crop_size=32, batch_size=4, val_batch_size=2,
                                    num_workers=0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    raw = next(iter(dm.train_dataloader()))
+    assert raw["image"].dtype == raw["mask"].dtype == torch.uint8  # a quarter of float32's bytes to move
+    batch = dm.on_after_batch_transfer(raw, 0)  # what Lightning calls once the batch is on the device
     assert batch["image"].shape == (4, 3, 32, 32) and batch["mask"].shape == (4, 32, 32)
-    assert batch["image"].min() >= -1.0 and batch["image"].max() <= 1.0
+    assert batch["mask"].dtype == torch.long
+    assert torch.allclose(batch["image"], raw["image"].float() / 127.5 - 1, atol=1e-6)
     assert set(batch["mask"].unique().tolist()) <= {0, 1, 2, 3, 255}
     val = next(iter(dm.val_dataloader()))
     assert val["image"].shape == (2, 3, 48, 48)  # evaluation on the original size

@@ -1,0 +1,224 @@
+"""Training speed: segmodels under lightning.Trainer vs the same model in a plain PyTorch loop (vs smp).
+
+    python benchmarks/train_step.py                                  # resnet34 + unet, 256 x 256, batch 4
+    python benchmarks/train_step.py --pairs resnet50:unet vgg16:fcn8s --size 512 --batch-size 8 --device cuda
+
+For each pair, in one process and interleaved round by round, after a warm-up epoch:
+  (a) lightning: ``SegmentationModule`` as ``train.py`` builds it (the composed Hydra config, its callbacks,
+      the TensorBoard logger, a checkpoint at every epoch end) trained by ``lightning.Trainer``;
+  (b) plain: the same ``nn.Module``, loss, optimiser and per-step schedule in a hand-written loop that
+      also saves a checkpoint at every epoch end;
+  (c) smp: ``segmentation_models_pytorch.Unet`` with the same encoder in the plain loop (``[benchmark]`` extra).
+All three read the same batches from memory, so the data pipeline is out of the comparison (see
+data_pipeline.py). Reports images/s, the ratio (a)/(b) of wall time per epoch (the framework's
+overhead), achieved training GFLOP/s (FLOPs counted by torch.utils.flop_counter) and peak memory
+(RSS on CPU, allocated on GPU). Writes JSON and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from segmodels.optim import build_schedule  # noqa: E402
+from segmodels.training import build_callbacks, build_module  # noqa: E402
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096 / 2**20
+
+
+class Memory:
+    """Peak RSS sampled after every step (CPU), or CUDA's peak allocation."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak = device, 0.0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+    def sample(self) -> None:
+        if self.device.type != "cuda":
+            self.peak = max(self.peak, rss_mb())
+
+    def peak_mb(self) -> float:
+        return torch.cuda.max_memory_allocated() / 2**20 if self.device.type == "cuda" else self.peak
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def composed(pair: str, size: int, batch: int, output: Path, device: torch.device):
+    backbone, decoder = pair.split(":")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=[
+            f"backbone={backbone}", f"decoder={decoder}", "backbone.pretrained=false", f"output_dir={output}",
+            f"dataset.crop_size={size}", f"dataset.batch_size={batch}", "freeze.unfreeze_at_epoch=0",
+            "monitor=train/loss_epoch", "monitor_mode=min", "trainer.enable_progress_bar=false",
+            f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
+            f"trainer.precision={'bf16-mixed' if device.type == 'cuda' else '32-true'}",
+        ])
+
+
+def batches(count: int, batch: int, size: int, classes: int) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    return [{"image": torch.randn(batch, 3, size, size, generator=generator),
+             "mask": torch.randint(0, classes, (batch, size, size), generator=generator)} for _ in range(count)]
+
+
+def lightning_epochs(cfg, data, epochs: int, device: torch.device, output: Path) -> tuple[list[float], float]:
+    """Per-epoch wall times of a Trainer built as segmodels.training builds it."""
+    module = build_module(cfg, num_classes=4, class_names=None)
+    memory = Memory(device)
+    times: list[float] = []
+
+    class Clock(L.Callback):
+        """Epoch k lasts from its start to epoch k+1's start (or the end of training): checkpoint included."""
+
+        def __init__(self) -> None:
+            self.marks: list[float] = []
+
+        def _mark(self) -> None:
+            synchronize(device)
+            self.marks.append(time.perf_counter())
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self._mark()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            memory.sample()
+
+        def on_train_end(self, trainer, pl_module):
+            self._mark()
+            times.extend(b - a for a, b in zip(self.marks, self.marks[1:]))
+
+    callbacks = build_callbacks(cfg, output) + [Clock()]
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision, max_epochs=epochs,
+        limit_val_batches=0, callbacks=callbacks, log_every_n_steps=cfg.trainer.log_every_n_steps,
+        logger=L.pytorch.loggers.TensorBoardLogger(str(output), name="tensorboard", version=""),
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=None))
+    return times, memory.peak_mb()
+
+
+def plain_epochs(model: torch.nn.Module, criterion, data, epochs: int, device: torch.device, output: Path,
+                 lr: float = 1e-3, weight_decay: float = 1e-4) -> tuple[list[float], float]:
+    """The loop a researcher would write: forward, loss, backward, step, schedule; a checkpoint per epoch."""
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = build_schedule(optimizer, epochs * len(data), "cosine", warmup_steps=0)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    memory, times = Memory(device), []
+    for _ in range(epochs):
+        synchronize(device)
+        start = time.perf_counter()
+        for batch in data:
+            images = batch["image"].to(device, non_blocking=True)
+            masks = batch["mask"].to(device, non_blocking=True)
+            with autocast:
+                loss = criterion(model(images), masks)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            memory.sample()
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, output / "plain.ckpt")
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times, memory.peak_mb()
+
+
+def training_gflop_per_image(model: torch.nn.Module, size: int, device: torch.device) -> float:
+    x = torch.randn(2, 3, size, size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def smp_model(backbone: str, classes: int) -> torch.nn.Module | None:
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError:
+        return None
+    return smp.Unet(encoder_name=backbone, encoder_weights=None, classes=classes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", default=["resnet34:unet"])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8, help="steps per epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="per round; the first is warm-up")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default="benchmarks/results/train_step.json")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    data = batches(args.steps, args.batch_size, args.size, classes=4)
+    results = []
+    for pair in args.pairs:
+        with tempfile.TemporaryDirectory() as folder:
+            output = Path(folder)
+            cfg = composed(pair, args.size, args.batch_size, output, device)
+            L.seed_everything(0)
+            reference = build_module(cfg, num_classes=4)
+            peer = smp_model(pair.split(":")[0], 4) if pair.endswith(":unet") else None
+            gflop = training_gflop_per_image(reference.model.to(device), args.size, device)
+            walls: dict[str, list[float]] = {"lightning": [], "plain": [], "smp": []}
+            peaks: dict[str, float] = {}
+            for _ in range(args.rounds):  # interleaved: a drift of the machine hits every variant alike
+                times, peaks["lightning"] = lightning_epochs(cfg, data, args.epochs, device, output)
+                walls["lightning"] += times[1:]
+                times, peaks["plain"] = plain_epochs(reference.model, reference.criterion, data, args.epochs, device, output)
+                walls["plain"] += times[1:]
+                if peer is not None:
+                    times, peaks["smp"] = plain_epochs(peer, reference.criterion, data, args.epochs, device, output)
+                    walls["smp"] += times[1:]
+            images = args.steps * args.batch_size
+            row = {"pair": pair, "size": args.size, "batch_size": args.batch_size, "device": str(device),
+                   "train_gflop_per_image": gflop}
+            for name, epoch_times in walls.items():
+                if epoch_times:
+                    epoch = statistics.median(epoch_times)
+                    row[name] = {"images_per_s": images / epoch, "epoch_s_median": epoch, "epoch_s_all": epoch_times,
+                                 "achieved_gflop_per_s": gflop * images / epoch, "peak_memory_mb": peaks[name]}
+            row["overhead_lightning_over_plain"] = row["lightning"]["epoch_s_median"] / row["plain"]["epoch_s_median"]
+            if "smp" in row:
+                row["smp_over_plain"] = row["smp"]["epoch_s_median"] / row["plain"]["epoch_s_median"]
+            results.append(row)
+    machine = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+               "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
+    print(f"{'pair':<18}{'variant':<11}{'images/s':>10}{'GFLOP/s':>10}{'peak MB':>10}   ratio to plain")
+    for row in results:
+        for name in ("lightning", "plain", "smp"):
+            if name in row:
+                r = row[name]
+                ratio = r["epoch_s_median"] / row["plain"]["epoch_s_median"]
+                print(f"{row['pair']:<18}{name:<11}{r['images_per_s']:>10.2f}{r['achieved_gflop_per_s']:>10.1f}"
+                      f"{r['peak_memory_mb']:>10.0f}   {ratio:.3f}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
