@@ -14,16 +14,20 @@ LOSSES: Registry = Registry("loss")
 
 @LOSSES.register("ce")
 class CrossEntropy(nn.Module):
-    """Cross-entropy over labelled pixels, optionally class-weighted (median frequency, say)."""
+    """Cross-entropy over labelled pixels, optionally class-weighted (median frequency, say).
 
-    def __init__(self, ignore_index: int = 255, class_weights: Sequence[float] | None = None) -> None:
+    ``reduction="sum"`` sums over pixels, as the original FCN does (its learning rates assume it)."""
+
+    def __init__(self, ignore_index: int = 255, class_weights: Sequence[float] | None = None, reduction: str = "mean") -> None:
         super().__init__()
-        self.ignore_index = ignore_index
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"loss.reduction={reduction!r}: use 'mean' or 'sum'")
+        self.ignore_index, self.reduction = ignore_index, reduction
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("weight", weights, persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index)
+        return F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
 
 
 @LOSSES.register("dice")

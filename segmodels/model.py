@@ -21,6 +21,8 @@ class SegmentationModel(nn.Module):
         self.decoder = decoder
         self.backbone_frozen = False
         self.frozen_bn_eval = True
+        self.frozen_stages = 0
+        self._stage_cache: dict[int, tuple[list[nn.Parameter], list[nn.Module]]] = {}
 
     @property
     def mean(self) -> tuple[float, ...]:
@@ -43,14 +45,55 @@ class SegmentationModel(nn.Module):
         self.train(self.training)
 
     def unfreeze_backbone(self) -> None:
+        """Gradients into the backbone again, except its first ``frozen_stages`` stages."""
         self.backbone.requires_grad_(True)
         self.backbone_frozen = False
+        for parameter in self.early_stages(self.frozen_stages)[0]:
+            parameter.requires_grad_(False)
         self.train(self.training)
+
+    def early_stages(self, stages: int) -> tuple[list[nn.Parameter], list[nn.Module]]:
+        """The parameters that the first ``stages`` feature levels depend on, and the BatchNorm layers
+        holding only such parameters.
+
+        Found by autograd rather than by a per-backbone list, so it holds for any backbone: a parameter
+        belongs to the early stages when the level-``stages - 1`` features have a gradient with respect
+        to it. The probe runs in eval mode, so no BatchNorm statistic moves.
+        """
+        if stages <= 0:
+            return [], []
+        if stages not in self._stage_cache:
+            if stages >= len(self.backbone.channels):
+                raise ValueError(f"frozen_stages={stages}: the backbone has {len(self.backbone.channels)} levels; "
+                                 f"freeze fewer, or freeze it all with freeze.unfreeze_at_epoch=-1")
+            was_training, parameters = self.backbone.training, list(self.backbone.parameters())
+            first = next(m for m in self.backbone.modules() if isinstance(m, nn.Conv2d))
+            probe = torch.zeros(1, first.in_channels, 64, 64, device=first.weight.device)
+            self.backbone.eval()
+            with torch.enable_grad():
+                level = self.backbone(probe)[stages - 1]
+                used = [p.requires_grad for p in parameters]
+                for p in parameters:
+                    p.requires_grad_(True)
+                grads = torch.autograd.grad(level.sum(), parameters, allow_unused=True)
+                for p, flag in zip(parameters, used):
+                    p.requires_grad_(flag)
+            self.backbone.train(was_training)
+            early = [p for p, g in zip(parameters, grads) if g is not None]
+            ids = {id(p) for p in early}
+            norms = [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                     and any(True for _ in m.parameters(recurse=False))
+                     and all(id(p) in ids for p in m.parameters(recurse=False))]
+            self._stage_cache[stages] = (early, norms)
+        return self._stage_cache[stages]
 
     def train(self, mode: bool = True) -> "SegmentationModel":
         super().train(mode)
-        if mode and self.backbone_frozen and self.frozen_bn_eval:
-            self.backbone.eval()
+        if mode and self.frozen_bn_eval:
+            if self.backbone_frozen:
+                self.backbone.eval()
+            for norm in self.early_stages(self.frozen_stages)[1]:
+                norm.eval()
         return self
 
 

@@ -49,3 +49,41 @@ def test_schedules():
     assert [cosine(0), cosine(9), cosine(10), cosine(60), cosine(110)] == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0])
     step = SCHEDULES.get("step")(100, milestones=(0.5, 0.8), gamma=0.1)
     assert [step(49), step(50), step(80)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+@pytest.mark.parametrize("experiment, facts", [
+    ("unet_vgg16_voc", {"optimizer.name": "adam", "optimizer.lr": 1e-4, "optimizer.weight_decay": 0.0,
+                        "scheduler.name": "cosine", "scheduler.min_factor": 0.01, "dataset.crop_size": 512,
+                        "dataset.batch_size": 2, "freeze.unfreeze_at_epoch": 50, "trainer.max_epochs": 100,
+                        "backbone.name": "vgg16", "decoder.name": "unet"}),
+    ("unet_resnet50_voc", {"backbone.name": "resnet50", "decoder.name": "unet", "freeze.unfreeze_at_epoch": 50,
+                           "optimizer.lr": 1e-4}),
+    ("att_unet_vgg16_voc", {"backbone.name": "vgg16", "decoder.name": "att_unet", "trainer.max_epochs": 100}),
+    ("fcn32s_vgg16_voc", {"optimizer.name": "sgd", "optimizer.lr": 1e-10, "optimizer.momentum": 0.99,
+                          "optimizer.weight_decay": 5e-4, "loss.reduction": "sum", "dataset.batch_size": 1,
+                          "trainer.max_steps": 100000, "freeze.unfreeze_at_epoch": 0, "decoder.fc_kernel": 7,
+                          "decoder.name": "fcn32s", "scheduler.name": "constant"}),
+    ("fcn16s_vgg16_voc", {"decoder.name": "fcn16s", "optimizer.lr": 1e-12, "decoder.fc_channels": 4096}),
+    ("fcn8s_vgg16_voc", {"decoder.name": "fcn8s", "optimizer.lr": 1e-14, "loss.reduction": "sum"}),
+])
+def test_seed_recipes_compose_with_their_published_settings(experiment, facts):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_train
+
+    cfg = compose_train([f"experiment={experiment}"])
+    for key, value in facts.items():
+        assert OmegaConf.select(cfg, key) == value, key
+    assert cfg.dataset.root.endswith("VOCdevkit/VOC2012") and cfg.dataset.train_split == "train_aug"
+
+
+@pytest.mark.slow
+def test_the_fcn32s_recipe_trains_on_whole_images_with_a_summed_loss(tiny_demo, tmp_path):
+    from segmodels.training import train
+    from tests.conftest import compose_train, tiny_overrides
+
+    cfg = compose_train(["experiment=fcn32s_vgg16_voc", "dataset=demo", "backbone.pretrained=false",
+                         *tiny_overrides(tiny_demo, tmp_path, "trainer.fast_dev_run=true", "trainer.max_steps=-1")])
+    assert list(cfg.dataset.train_transforms) == [] and cfg.dataset.batch_size == 4  # tiny_overrides sets 4
+    metrics = train(cfg)
+    assert metrics["test/loss"] > 100  # summed over 48 x 48 pixels, not averaged

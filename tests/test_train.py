@@ -81,6 +81,29 @@ def test_frozen_means_frozen_then_unfrozen_trains(tiny_demo, tmp_path):
     assert any(not torch.equal(before[k], changed[k]) for k in before if k.endswith("running_mean"))
 
 
+def test_frozen_stages_stay_frozen_after_the_unfreeze(tiny_demo, tmp_path):
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from segmodels.callbacks import FreezeBackbone
+    from segmodels.training import build_module
+
+    cfg = compose_train(tiny_overrides(tiny_demo, tmp_path, "backbone=resnet18", "backbone.pretrained=false"))
+    module = build_module(cfg)
+    before = {k: v.clone() for k, v in module.model.backbone.state_dict().items()}
+    datamodule = instantiate(cfg.dataset, mean=module.mean, std=module.std)
+    trainer = L.Trainer(max_epochs=1, callbacks=[FreezeBackbone(unfreeze_at_epoch=0, frozen_stages=2)], logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu", num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=datamodule)
+    after = module.model.backbone.state_dict()
+    early = [k for k in before if k.startswith(("conv1.", "bn1.", "layer1."))]  # stage 1: the stem; 2: layer1
+    assert len(early) > 10 and all(torch.equal(before[k], after[k]) for k in early)  # weights and BN statistics
+    assert not torch.equal(before["layer2.0.conv1.weight"], after["layer2.0.conv1.weight"])
+    assert not torch.equal(before["layer2.0.bn1.running_mean"], after["layer2.0.bn1.running_mean"])
+    with pytest.raises(ValueError, match="frozen_stages=5: the backbone has 5 levels"):
+        module.model.early_stages(5)
+
+
 def test_class_weights_weight_the_training_loss():
     import torch.nn.functional as F
 
