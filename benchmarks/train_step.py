@@ -5,7 +5,7 @@
 
 For each pair, in one process and interleaved round by round, after a warm-up epoch:
   (a) lightning: ``SegmentationModule`` as ``train.py`` builds it (the composed Hydra config, its callbacks,
-      the TensorBoard logger, a checkpoint at every epoch end) trained by ``lightning.Trainer``;
+      the progress bar, the TensorBoard logger, a checkpoint at every epoch end) trained by ``lightning.Trainer``;
   (b) plain: the same ``nn.Module``, loss, optimiser and per-step schedule in a hand-written loop that
       also saves a checkpoint at every epoch end;
   (c) smp: ``segmentation_models_pytorch.Unet`` with the same encoder in the plain loop (``[benchmark]`` extra).
@@ -69,7 +69,7 @@ def composed(pair: str, size: int, batch: int, output: Path, device: torch.devic
         return compose(config_name="train", overrides=[
             f"backbone={backbone}", f"decoder={decoder}", "backbone.pretrained=false", f"output_dir={output}",
             f"dataset.crop_size={size}", f"dataset.batch_size={batch}", "freeze.unfreeze_at_epoch=0",
-            "monitor=train/loss_epoch", "monitor_mode=min", "trainer.enable_progress_bar=false",
+            "monitor=train/loss_epoch", "monitor_mode=min",
             f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
             f"trainer.precision={'bf16-mixed' if device.type == 'cuda' else '32-true'}",
         ])
@@ -81,17 +81,24 @@ def batches(count: int, batch: int, size: int, classes: int) -> list[dict[str, t
              "mask": torch.randint(0, classes, (batch, size, size), generator=generator)} for _ in range(count)]
 
 
-def lightning_epochs(cfg, data, epochs: int, device: torch.device, output: Path) -> tuple[list[float], float]:
-    """Per-epoch wall times of a Trainer built as segmodels.training builds it."""
+def within_epoch_intervals(step_ends: list[float], steps_per_epoch: int) -> list[float]:
+    """Times between consecutive step ends inside one epoch (so no checkpoint or epoch hook is counted)."""
+    return [b - a for i, (a, b) in enumerate(zip(step_ends, step_ends[1:])) if (i + 1) % steps_per_epoch]
+
+
+def lightning_epochs(cfg, data, epochs: int, device: torch.device, output: Path) -> tuple[list[float], list[float], float]:
+    """Per-epoch and per-step wall times of a Trainer built as segmodels.training builds it."""
     module = build_module(cfg, num_classes=4, class_names=None)
     memory = Memory(device)
     times: list[float] = []
+    steps: list[float] = []
 
     class Clock(L.Callback):
         """Epoch k lasts from its start to epoch k+1's start (or the end of training): checkpoint included."""
 
         def __init__(self) -> None:
             self.marks: list[float] = []
+            self.step_ends: list[float] = []
 
         def _mark(self) -> None:
             synchronize(device)
@@ -102,31 +109,35 @@ def lightning_epochs(cfg, data, epochs: int, device: torch.device, output: Path)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             memory.sample()
+            if trainer.current_epoch > 0:  # after the warm-up epoch
+                synchronize(device)
+                self.step_ends.append(time.perf_counter())
 
         def on_train_end(self, trainer, pl_module):
             self._mark()
             times.extend(b - a for a, b in zip(self.marks, self.marks[1:]))
+            steps.extend(within_epoch_intervals(self.step_ends, steps_per_epoch=len(data)))
 
     callbacks = build_callbacks(cfg, output) + [Clock()]
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision, max_epochs=epochs,
         limit_val_batches=0, callbacks=callbacks, log_every_n_steps=cfg.trainer.log_every_n_steps,
         logger=L.pytorch.loggers.TensorBoardLogger(str(output), name="tensorboard", version=""),
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        enable_progress_bar=cfg.trainer.enable_progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
     )
     trainer.fit(module, train_dataloaders=DataLoader(data, batch_size=None))
-    return times, memory.peak_mb()
+    return times[1:], steps, memory.peak_mb()
 
 
 def plain_epochs(model: torch.nn.Module, criterion, data, epochs: int, device: torch.device, output: Path,
-                 lr: float = 1e-3, weight_decay: float = 1e-4) -> tuple[list[float], float]:
+                 lr: float = 1e-3, weight_decay: float = 1e-4) -> tuple[list[float], list[float], float]:
     """The loop a researcher would write: forward, loss, backward, step, schedule; a checkpoint per epoch."""
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = build_schedule(optimizer, epochs * len(data), "cosine", warmup_steps=0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    memory, times = Memory(device), []
-    for _ in range(epochs):
+    memory, times, step_ends = Memory(device), [], []
+    for epoch in range(epochs):
         synchronize(device)
         start = time.perf_counter()
         for batch in data:
@@ -139,10 +150,13 @@ def plain_epochs(model: torch.nn.Module, criterion, data, epochs: int, device: t
             optimizer.step()
             schedule.step()
             memory.sample()
+            if epoch > 0:
+                synchronize(device)
+                step_ends.append(time.perf_counter())
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, output / "plain.ckpt")
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return times, memory.peak_mb()
+    return times[1:], within_epoch_intervals(step_ends, len(data)), memory.peak_mb()
 
 
 def training_gflop_per_image(model: torch.nn.Module, size: int, device: torch.device) -> float:
@@ -182,26 +196,34 @@ def main() -> None:
             L.seed_everything(0)
             reference = build_module(cfg, num_classes=4)
             peer = smp_model(pair.split(":")[0], 4) if pair.endswith(":unet") else None
-            gflop = training_gflop_per_image(reference.model.to(device), args.size, device)
+            gflop = {"lightning": training_gflop_per_image(reference.model.to(device), args.size, device)}
+            gflop["plain"] = gflop["lightning"]
+            if peer is not None:
+                gflop["smp"] = training_gflop_per_image(peer.to(device), args.size, device)
             walls: dict[str, list[float]] = {"lightning": [], "plain": [], "smp": []}
+            steps: dict[str, list[float]] = {"lightning": [], "plain": [], "smp": []}
             peaks: dict[str, float] = {}
             for _ in range(args.rounds):  # interleaved: a drift of the machine hits every variant alike
-                times, peaks["lightning"] = lightning_epochs(cfg, data, args.epochs, device, output)
-                walls["lightning"] += times[1:]
-                times, peaks["plain"] = plain_epochs(reference.model, reference.criterion, data, args.epochs, device, output)
-                walls["plain"] += times[1:]
+                runs = {"lightning": lambda: lightning_epochs(cfg, data, args.epochs, device, output),
+                        "plain": lambda: plain_epochs(reference.model, reference.criterion, data, args.epochs, device, output)}
                 if peer is not None:
-                    times, peaks["smp"] = plain_epochs(peer, reference.criterion, data, args.epochs, device, output)
-                    walls["smp"] += times[1:]
+                    runs["smp"] = lambda: plain_epochs(peer, reference.criterion, data, args.epochs, device, output)
+                for name, run in runs.items():
+                    epoch_times, step_times, peaks[name] = run()
+                    walls[name] += epoch_times
+                    steps[name] += step_times
             images = args.steps * args.batch_size
             row = {"pair": pair, "size": args.size, "batch_size": args.batch_size, "device": str(device),
                    "train_gflop_per_image": gflop}
             for name, epoch_times in walls.items():
                 if epoch_times:
                     epoch = statistics.median(epoch_times)
+                    step = statistics.median(steps[name])
                     row[name] = {"images_per_s": images / epoch, "epoch_s_median": epoch, "epoch_s_all": epoch_times,
-                                 "achieved_gflop_per_s": gflop * images / epoch, "peak_memory_mb": peaks[name]}
+                                 "step_s_median": step, "steps_timed": len(steps[name]),
+                                 "achieved_gflop_per_s": gflop[name] * images / epoch, "peak_memory_mb": peaks[name]}
             row["overhead_lightning_over_plain"] = row["lightning"]["epoch_s_median"] / row["plain"]["epoch_s_median"]
+            row["overhead_per_step"] = row["lightning"]["step_s_median"] / row["plain"]["step_s_median"]
             if "smp" in row:
                 row["smp_over_plain"] = row["smp"]["epoch_s_median"] / row["plain"]["epoch_s_median"]
             results.append(row)
@@ -209,14 +231,15 @@ def main() -> None:
                "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
-    print(f"{'pair':<18}{'variant':<11}{'images/s':>10}{'GFLOP/s':>10}{'peak MB':>10}   ratio to plain")
+    print(f"{'pair':<18}{'variant':<11}{'images/s':>10}{'GFLOP/s':>10}{'peak MB':>10}  epoch/plain  step/plain")
     for row in results:
         for name in ("lightning", "plain", "smp"):
             if name in row:
                 r = row[name]
                 ratio = r["epoch_s_median"] / row["plain"]["epoch_s_median"]
+                step_ratio = r["step_s_median"] / row["plain"]["step_s_median"]
                 print(f"{row['pair']:<18}{name:<11}{r['images_per_s']:>10.2f}{r['achieved_gflop_per_s']:>10.1f}"
-                      f"{r['peak_memory_mb']:>10.0f}   {ratio:.3f}")
+                      f"{r['peak_memory_mb']:>10.0f}  {ratio:>11.3f}  {step_ratio:>10.3f}")
     print(f"wrote {args.out}")
 
 

@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -51,13 +51,16 @@ def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: l
 def build_callbacks(cfg: DictConfig, output_dir: Path) -> list[L.Callback]:
     return [
         ModelCheckpoint(
-            dirpath=output_dir / "checkpoints", filename="best", monitor=cfg.monitor, mode=cfg.monitor_mode, save_last=True
+            dirpath=output_dir / "checkpoints", filename="best", monitor=cfg.monitor, mode=cfg.monitor_mode,
+            save_last="link",  # last.ckpt links to the file just written instead of writing it again
         ),
         LearningRateMonitor(logging_interval="step"),
         FreezeBackbone(**_plain(cfg.freeze)),
         StopOnNonFiniteLoss(check_every=cfg.trainer.get("log_every_n_steps", 50)),
         TestReport(output_dir),
         CheckRanksInSync(),
+        # the bar shows train/loss; reading it copies it to the host, so only as often as the logger does
+        *([TQDMProgressBar(refresh_rate=cfg.trainer.get("log_every_n_steps", 50))] if cfg.trainer.get("enable_progress_bar", True) else []),
     ]
 
 
