@@ -2,6 +2,8 @@
 import hydra
 from omegaconf import DictConfig
 
+import segmodels.resolvers  # noqa: F401  (resolvers the run folder's name uses)
+
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:

@@ -8,6 +8,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import segmodels.resolvers  # noqa: F401  (as train.py registers them)
 from datamodules import make_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

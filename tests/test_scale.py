@@ -3,6 +3,7 @@ search, the SLURM launcher's job parameters, channels-last and torch.compile."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -95,6 +96,19 @@ def test_slurm_launcher_asks_for_one_task_per_gpu():
     for line in ("--gpus-per-node=4", "--ntasks-per-node=4", "--nodes=2", "--partition=gpu", "--time=90",
                  "--cpus-per-task=8", "--mem=64GB", "--signal=USR2@120"):
         assert f"#SBATCH {line}" in script, line
+
+
+def test_srun_tasks_share_one_run_folder(monkeypatch):
+    """Each task of `srun python train.py trainer=ddp` composes the config itself: same folder for all."""
+    def run_dir() -> str:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose(config_name="train", overrides=["trainer=ddp"], return_hydra_config=True).hydra.run.dir
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    assert run_dir().endswith("/slurm-4242.0")
+    monkeypatch.delenv("SLURM_STEP_ID")  # e.g. plain python inside salloc: a time-named folder as usual
+    assert re.fullmatch(r"outputs/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}", run_dir())
 
 
 @pytest.mark.slow
