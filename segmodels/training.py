@@ -49,19 +49,22 @@ def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: l
 
 
 def build_callbacks(cfg: DictConfig, output_dir: Path) -> list[L.Callback]:
-    return [
+    log_every = cfg.trainer.get("log_every_n_steps", 50)
+    callbacks = [
         ModelCheckpoint(
             dirpath=output_dir / "checkpoints", filename="best", monitor=cfg.monitor, mode=cfg.monitor_mode,
             save_last="link",  # last.ckpt links to the file just written instead of writing it again
         ),
         LearningRateMonitor(logging_interval="step"),
         FreezeBackbone(**_plain(cfg.freeze)),
-        StopOnNonFiniteLoss(check_every=cfg.trainer.get("log_every_n_steps", 50)),
+        StopOnNonFiniteLoss(check_every=log_every),
         TestReport(output_dir),
         CheckRanksInSync(),
-        # the bar shows train/loss; reading it copies it to the host, so only as often as the logger does
-        *([TQDMProgressBar(refresh_rate=cfg.trainer.get("log_every_n_steps", 50))] if cfg.trainer.get("enable_progress_bar", True) else []),
     ]
+    if cfg.trainer.get("enable_progress_bar", True):
+        # the bar shows train/loss; reading it copies it to the host, so only as often as the logger does
+        callbacks.append(TQDMProgressBar(refresh_rate=log_every))
+    return callbacks
 
 
 def apply_speed_options(module: SegmentationModule, options: DictConfig | dict, trainer: L.Trainer) -> None:

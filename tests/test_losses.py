@@ -38,3 +38,16 @@ def test_ce_dice_adds_the_weighted_parts_and_class_weights_reach_the_ce():
     assert torch.allclose(build_loss("ce_dice", 255, weights, dice_weight=0.5)(logits, target), expected)
     with pytest.raises(KeyError, match="unknown loss 'lovasz'"):
         build_loss("lovasz", 255)
+
+
+def test_an_unknown_reduction_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match=r"loss.reduction='none': use 'mean' or 'sum'"):
+        build_loss("ce", 255, None, reduction="none")
+
+
+def test_uint8_images_given_to_the_model_say_where_normalisation_went():
+    from segmodels import SegmentationModule
+
+    module = SegmentationModule(backbone="resnet18", decoder="unet", num_classes=2, pretrained=False)
+    with pytest.raises(TypeError, match=r"got uint8 images.*trainer.fit\(module, datamodule=dm\).*dm.normalize"):
+        module(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
