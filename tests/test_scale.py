@@ -112,7 +112,8 @@ def test_srun_tasks_share_one_run_folder(monkeypatch):
 
 
 @pytest.mark.slow
-def test_channels_last_and_compile_train_and_save_plain_weights(tiny_demo, tmp_path):
+def test_channels_last_and_compile_train_and_save_plain_weights(tiny_demo, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # not ~600 MB left in /tmp
     cfg = compose_train(tiny_overrides(
         tiny_demo, tmp_path, "backbone=resnet18", "backbone.pretrained=false", "trainer.max_epochs=1",
         "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1",
