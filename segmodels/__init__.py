@@ -1,4 +1,5 @@
 """segmodels: semantic segmentation by transfer learning, any backbone with any decoder."""
+from . import resolvers  # noqa: F401  (the configs' resolvers, wherever segmodels is imported)
 from .backbones import BACKBONES, Backbone, PretrainedWeightsUnavailable
 from .callbacks import FreezeBackbone
 from .decoders import DECODERS

@@ -1,6 +1,7 @@
 """OmegaConf resolvers the configs use; registered before Hydra composes (train.py imports this first)."""
 from __future__ import annotations
 
+import hashlib
 import os
 
 from omegaconf import OmegaConf
@@ -13,9 +14,24 @@ def srun_step_or(default: str) -> str:
     return f"slurm-{job}.{step}" if job and step else default
 
 
+def fit_filename(name: str, limit: int = 200) -> str:
+    """A sweep job's folder name that the file system takes: Linux refuses names over 255 bytes, which a
+    grid over a few long overrides reaches. Longer names keep their first bytes and end in a digest of the whole name,
+    so different jobs still get different folders (config.yaml inside says exactly what ran)."""
+    encoded = name.encode()
+    if len(encoded) <= limit:
+        return name
+    digest = hashlib.sha1(encoded).hexdigest()[:12]
+    return encoded[: limit - len(digest) - 1].decode(errors="ignore") + "~" + digest
+
+
+RESOLVERS = {"srun_step_or": srun_step_or, "fit_filename": fit_filename}
+
+
 def register() -> None:
-    if not OmegaConf.has_resolver("srun_step_or"):
-        OmegaConf.register_new_resolver("srun_step_or", srun_step_or)
+    for name, resolver in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 register()

@@ -58,3 +58,14 @@ def test_offline_pretrained_resnet50_stops_at_once_with_the_way_out(tmp_path):
                              f"data_dir={tmp_path}", *TINY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "resnet50-0676ba61.pth" in result.stderr and "backbone.pretrained=false" in result.stderr
+
+
+def test_sweep_jobs_with_long_overrides_get_distinct_folders_the_file_system_takes(tiny_demo, tmp_path):
+    tag = "x" * 150  # with the grid's other overrides, the job's folder name would pass Linux's 255 bytes
+    result = run(["-m", f"+note={tag}1,{tag}2", "backbone=resnet18", "backbone.pretrained=false",
+                  f"dataset.root={tiny_demo}", *TINY], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in (tmp_path / "multirun").glob("*/*/*") if (p / "metrics.json").is_file())
+    assert len(jobs) == 2
+    assert all(len(p.name.encode()) <= 200 and p.name.startswith(f"{i}_+note=xxx") for i, p in enumerate(jobs))
+    assert {(p / "config.yaml").read_text().split("note: ")[1].split()[0][-1] for p in jobs} == {"1", "2"}

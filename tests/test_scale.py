@@ -126,3 +126,12 @@ def test_channels_last_and_compile_train_and_save_plain_weights(tiny_demo, tmp_p
     assert not any("_orig_mod" in key for key in state)  # checkpoints load into a plain model
     assert state["model.backbone.conv1.weight"].is_contiguous(memory_format=torch.channels_last)
     assert metrics["test/mIoU"] >= 0
+
+
+def test_fit_filename_keeps_short_names_and_shortens_long_ones_to_distinct_names():
+    from segmodels.resolvers import fit_filename
+
+    assert fit_filename("3_backbone=vgg16,decoder=unet") == "3_backbone=vgg16,decoder=unet"
+    first, second = fit_filename("0_lr=" + "1" * 300), fit_filename("0_lr=" + "1" * 299 + "2")
+    assert first != second and len(first.encode()) == len(second.encode()) == 200
+    assert first.startswith("0_lr=111") and len(fit_filename("é" * 150).encode()) <= 200  # never a split character
