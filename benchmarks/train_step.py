@@ -86,9 +86,12 @@ def within_epoch_intervals(step_ends: list[float], steps_per_epoch: int) -> list
     return [b - a for i, (a, b) in enumerate(zip(step_ends, step_ends[1:])) if (i + 1) % steps_per_epoch]
 
 
-def lightning_epochs(cfg, data, epochs: int, device: torch.device, output: Path) -> tuple[list[float], list[float], float]:
+def lightning_epochs(cfg, data, epochs: int, device: torch.device, output: Path,
+                     memory_format: torch.memory_format) -> tuple[list[float], list[float], float]:
     """Per-epoch and per-step wall times of a Trainer built as segmodels.training builds it."""
     module = build_module(cfg, num_classes=4, class_names=None)
+    if memory_format == torch.channels_last:  # as model.channels_last=auto does on a CUDA GPU
+        module.use_channels_last()
     memory = Memory(device)
     times: list[float] = []
     steps: list[float] = []
@@ -130,9 +133,10 @@ def lightning_epochs(cfg, data, epochs: int, device: torch.device, output: Path)
 
 
 def plain_epochs(model: torch.nn.Module, criterion, data, epochs: int, device: torch.device, output: Path,
-                 lr: float = 1e-3, weight_decay: float = 1e-4) -> tuple[list[float], list[float], float]:
+                 memory_format: torch.memory_format, lr: float = 1e-3,
+                 weight_decay: float = 1e-4) -> tuple[list[float], list[float], float]:
     """The loop a researcher would write: forward, loss, backward, step, schedule; a checkpoint per epoch."""
-    model.to(device).train()
+    model.to(device, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = build_schedule(optimizer, epochs * len(data), "cosine", warmup_steps=0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -141,7 +145,7 @@ def plain_epochs(model: torch.nn.Module, criterion, data, epochs: int, device: t
         synchronize(device)
         start = time.perf_counter()
         for batch in data:
-            images = batch["image"].to(device, non_blocking=True)
+            images = batch["image"].to(device, memory_format=memory_format, non_blocking=True)
             masks = batch["mask"].to(device, non_blocking=True)
             with autocast:
                 loss = criterion(model(images), masks)
@@ -184,9 +188,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="per round; the first is warm-up")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                        help="NHWC for every variant; auto: on a CUDA GPU, as train.py does")
     parser.add_argument("--out", default="benchmarks/results/train_step.json")
     args = parser.parse_args()
     device = torch.device(args.device)
+    nhwc = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
+    memory_format = torch.channels_last if nhwc else torch.contiguous_format
     data = batches(args.steps, args.batch_size, args.size, classes=4)
     results = []
     for pair in args.pairs:
@@ -204,16 +212,19 @@ def main() -> None:
             steps: dict[str, list[float]] = {"lightning": [], "plain": [], "smp": []}
             peaks: dict[str, float] = {}
             for _ in range(args.rounds):  # interleaved: a drift of the machine hits every variant alike
-                runs = {"lightning": lambda: lightning_epochs(cfg, data, args.epochs, device, output),
-                        "plain": lambda: plain_epochs(reference.model, reference.criterion, data, args.epochs, device, output)}
+                runs = {"lightning": lambda: lightning_epochs(cfg, data, args.epochs, device, output, memory_format),
+                        "plain": lambda: plain_epochs(reference.model, reference.criterion, data, args.epochs, device,
+                                                      output, memory_format)}
                 if peer is not None:
-                    runs["smp"] = lambda: plain_epochs(peer, reference.criterion, data, args.epochs, device, output)
+                    runs["smp"] = lambda: plain_epochs(peer, reference.criterion, data, args.epochs, device, output,
+                                                       memory_format)
                 for name, run in runs.items():
                     epoch_times, step_times, peaks[name] = run()
                     walls[name] += epoch_times
                     steps[name] += step_times
             images = args.steps * args.batch_size
             row = {"pair": pair, "size": args.size, "batch_size": args.batch_size, "device": str(device),
+                   "channels_last": nhwc,
                    "train_gflop_per_image": gflop}
             for name, epoch_times in walls.items():
                 if epoch_times:

@@ -19,9 +19,10 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
 def test_train_step_benchmark_compares_lightning_with_a_plain_loop(tmp_path):
     out = tmp_path / "train_step.json"
     result = run("train_step.py", "--pairs", "resnet18:unet", "--size", "32", "--batch-size", "2", "--steps", "3",
-                 "--epochs", "2", "--rounds", "1", "--out", str(out))
+                 "--epochs", "2", "--rounds", "1", "--channels-last", "on", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = json.loads(out.read_text())["results"]
+    assert row["channels_last"] is True  # every variant in NHWC, as train.py runs on a GPU
     for variant in ("lightning", "plain"):
         assert row[variant]["images_per_s"] > 0 and row[variant]["peak_memory_mb"] > 0
         assert row[variant]["steps_timed"] == 2  # 3 steps in the timed epoch: 2 intervals between step ends
