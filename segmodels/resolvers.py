@@ -16,8 +16,8 @@ def srun_step_or(default: str) -> str:
 
 def fit_filename(name: str, limit: int = 200) -> str:
     """A sweep job's folder name that the file system takes: Linux refuses names over 255 bytes, which a
-    grid over a few long overrides reaches. Longer names keep their first bytes and end in a digest of the whole name,
-    so different jobs still get different folders (config.yaml inside says exactly what ran)."""
+    grid over a few long overrides reaches. Longer names keep their first bytes and end in a digest of the
+    whole name, so different jobs still get different folders (config.yaml inside says exactly what ran)."""
     encoded = name.encode()
     if len(encoded) <= limit:
         return name
