@@ -36,6 +36,11 @@ class Dice(nn.Module):
 
     def __init__(self, ignore_index: int = 255, smooth: float = 1.0, class_weights: Sequence[float] | None = None) -> None:
         super().__init__()
+        if class_weights is not None:  # taking them and dropping them would train other than asked
+            raise ValueError(
+                "loss=dice takes no class_weights (Dice already counts every present class alike); drop "
+                "class_weights, or use loss=ce_dice, whose cross-entropy part takes them"
+            )
         self.ignore_index, self.smooth = ignore_index, smooth
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -46,8 +51,8 @@ class Dice(nn.Module):
         intersection = (probabilities * one_hot).sum(dims)
         total = probabilities.sum(dims) + one_hot.sum(dims)
         dice = (2 * intersection + self.smooth) / (total + self.smooth)
-        present = total > 0
-        return 1 - dice[present].mean() if present.any() else logits.sum() * 0
+        present = (total > 0).float()  # a mask, not an index or an if: no wait on the device per step
+        return ((1 - dice) * present).sum() / present.sum().clamp(min=1)
 
 
 @LOSSES.register("focal")
@@ -65,7 +70,7 @@ class Focal(nn.Module):
         focal = (1 - torch.exp(-per_pixel)) ** self.gamma * per_pixel  # exp(-CE) is p_t
         if self.ce.weight is not None:
             focal = focal * self.ce.weight[target.clamp(0, logits.shape[1] - 1)]
-        return focal[valid].mean() if valid.any() else logits.sum() * 0
+        return focal.sum() / valid.sum().clamp(min=1)  # ignored pixels add 0; no wait on the device per step
 
 
 @LOSSES.register("ce_dice")

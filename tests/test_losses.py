@@ -21,6 +21,11 @@ def test_dice_is_zero_for_a_perfect_prediction_and_ignores_ignored_pixels():
     logits[:, :, :2] = torch.randn(2, 3, 2, 8)  # anything where the target is ignored
     assert build_loss("dice", 255)(logits, target_with_ignore).item() == pytest.approx(0.0, abs=1e-3)
     assert build_loss("dice", 255)(-confident(target, 3), target).item() > 0.9  # every pixel wrong
+    nothing = torch.full_like(target, 255)
+    for name in ("dice", "focal"):  # no labelled pixel: 0, and still a graph to step through
+        logits.requires_grad_(True)
+        loss = build_loss(name, 255)(logits, nothing)
+        assert loss.item() == 0.0 and loss.requires_grad
 
 
 def test_focal_with_gamma_zero_is_cross_entropy_and_smaller_otherwise():
@@ -38,6 +43,11 @@ def test_ce_dice_adds_the_weighted_parts_and_class_weights_reach_the_ce():
     assert torch.allclose(build_loss("ce_dice", 255, weights, dice_weight=0.5)(logits, target), expected)
     with pytest.raises(KeyError, match="unknown loss 'lovasz'"):
         build_loss("lovasz", 255)
+
+
+def test_class_weights_with_dice_alone_are_refused_naming_the_loss_that_takes_them():
+    with pytest.raises(ValueError, match=r"loss=dice takes no class_weights.*use loss=ce_dice"):
+        build_loss("dice", 255, [1.0, 2.0, 0.5])
 
 
 def test_an_unknown_reduction_is_refused_naming_the_choices():
