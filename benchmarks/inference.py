@@ -10,8 +10,6 @@ emulate it slowly); torch.compile with channels-last (and with bf16 on CUDA). Wa
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -21,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segmodels import build_model  # noqa: E402
+from record import write_results  # noqa: E402  (benchmarks/record.py, beside this script)
 
 
 def seconds_per_batch(model, x: torch.Tensor, bf16: bool, warmup: int, repeats: int) -> float:
@@ -74,10 +73,7 @@ def main() -> None:
             seconds = seconds_per_batch(net, x.contiguous(memory_format=memory_format), use_bf16, args.warmup, args.repeats)
             row[name] = {"images_per_s": args.batch_size / seconds, "seconds_per_batch": seconds}
         results.append(row)
-    machine = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-               "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
+    write_results(args, results, device)
     for row in results:
         base = row["fp32"]["images_per_s"]
         for name, value in row.items():

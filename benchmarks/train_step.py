@@ -17,8 +17,6 @@ overhead), achieved training GFLOP/s (FLOPs counted by torch.utils.flop_counter)
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from segmodels.optim import build_schedule  # noqa: E402
 from segmodels.training import build_callbacks, build_module  # noqa: E402
+from record import write_results  # noqa: E402  (benchmarks/record.py, beside this script)
 
 
 def rss_mb() -> float:
@@ -238,10 +237,7 @@ def main() -> None:
             if "smp" in row:
                 row["smp_over_plain"] = row["smp"]["epoch_s_median"] / row["plain"]["epoch_s_median"]
             results.append(row)
-    machine = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-               "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "args": vars(args), "results": results}, indent=2))
+    write_results(args, results, device)
     print(f"{'pair':<18}{'variant':<11}{'images/s':>10}{'GFLOP/s':>10}{'peak MB':>10}  epoch/plain  step/plain")
     for row in results:
         for name in ("lightning", "plain", "smp"):
