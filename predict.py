@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from segmodels.prediction import predict_folder
+    from segmodels.mask_files import predict_folder
 
     written = predict_folder(cfg.ckpt_path, cfg.input, cfg.output, flip=cfg.flip, tile=cfg.tile,
                              overlap=cfg.overlap, device=cfg.device)

@@ -2,7 +2,9 @@
 import hydra
 from omegaconf import DictConfig
 
-import segmodels.resolvers  # noqa: F401  (resolvers the run folder's name uses)
+from segmodels.config_options import register_options
+
+register_options()  # each backbone's and decoder's options, which conf/backbone|decoder/<name>.yaml start from
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")

@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from segmodels import build_model  # noqa: E402
 from record import write_results  # noqa: E402  (benchmarks/record.py, beside this script)
+
+from segmodels import build_model  # noqa: E402
 
 
 def seconds_per_batch(model, x: torch.Tensor, bf16: bool, warmup: int, repeats: int) -> float:

@@ -31,9 +31,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from record import write_results  # noqa: E402  (benchmarks/record.py, beside this script)
+
+from segmodels.config_options import register_options  # noqa: E402
 from segmodels.optim import build_schedule  # noqa: E402
 from segmodels.training import build_callbacks, build_module  # noqa: E402
-from record import write_results  # noqa: E402  (benchmarks/record.py, beside this script)
+
+register_options()  # as train.py does before Hydra composes
 
 
 def rss_mb() -> float:
@@ -67,7 +71,7 @@ def composed(pair: str, size: int, batch: int, output: Path, device: torch.devic
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(config_name="train", overrides=[
             f"backbone={backbone}", f"decoder={decoder}", "backbone.pretrained=false", f"output_dir={output}",
-            f"dataset.crop_size={size}", f"dataset.batch_size={batch}", "freeze.unfreeze_at_epoch=0",
+            f"dataset.crop_size={size}", f"dataset.batch_size={batch}", "callbacks.freeze.unfreeze_at_epoch=0",
             "monitor=train/loss_epoch", "monitor_mode=min",
             f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
             f"trainer.precision={'bf16-mixed' if device.type == 'cuda' else '32-true'}",
@@ -120,7 +124,7 @@ def lightning_epochs(cfg, data, epochs: int, device: torch.device, output: Path,
             times.extend(b - a for a, b in zip(self.marks, self.marks[1:]))
             steps.extend(within_epoch_intervals(self.step_ends, steps_per_epoch=len(data)))
 
-    callbacks = build_callbacks(cfg, output) + [Clock()]
+    callbacks = build_callbacks(cfg) + [Clock()]
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision, max_epochs=epochs,
         limit_val_batches=0, callbacks=callbacks, log_every_n_steps=cfg.trainer.log_every_n_steps,

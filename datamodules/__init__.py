@@ -3,8 +3,9 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no update check over the network on import
 
+from .datamodule import VOCSegmentationDataModule  # noqa: E402
+from .dataset import VOCSegmentationDataset  # noqa: E402
 from .demo import DEMO_CLASSES, DemoSegmentationDataModule, make_demo_dataset  # noqa: E402
-from .voc import VOCSegmentationDataModule, VOCSegmentationDataset  # noqa: E402
 
 __all__ = [
     "DEMO_CLASSES",

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from .masks import read_mask
+from .progress import progress
 
 
 def evenly_spaced(count: int, limit: int | None) -> list[int]:
@@ -19,7 +20,7 @@ def evenly_spaced(count: int, limit: int | None) -> list[int]:
 
 def check_sizes(images: Sequence[Sequence[Path]], masks: Sequence[Path]) -> None:
     """Image and mask of each pair have the same size (headers only: no decoding)."""
-    for image_paths, mask_path in zip(images, masks):
+    for image_paths, mask_path in progress(zip(images, masks), "check sizes", "pair", total=len(masks)):
         with Image.open(mask_path) as mask:
             mask_size = mask.size
         for image_path in image_paths:
@@ -46,7 +47,7 @@ def check_mask_values(
     """
     bad: dict[int, list[str]] = {}
     binary_only, saw_255 = True, False
-    for index in evenly_spaced(len(masks), limit):
+    for index in progress(evenly_spaced(len(masks), limit), "check mask values", "mask"):
         values = set(np.unique(reader(masks[index], value_map)).tolist())
         for value in values - set(range(num_classes)) - {ignore_index}:
             bad.setdefault(value, []).append(str(masks[index]))

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from segmodels.visualize import voc_palette
-
-from .voc import VOCSegmentationDataModule
+from .datamodule import VOCSegmentationDataModule
+from .palette import voc_palette
 
 DEMO_CLASSES = ["background", "circle", "square", "triangle"]
 DEMO_SPLITS = {"train": 192, "val": 48, "test": 48}

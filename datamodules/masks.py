@@ -8,7 +8,7 @@ from typing import Mapping
 import numpy as np
 from PIL import Image
 
-from segmodels.visualize import voc_palette
+from .palette import voc_palette
 
 
 @lru_cache(maxsize=1)

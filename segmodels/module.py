@@ -1,23 +1,33 @@
 """The LightningModule: plain-valued hyper-parameters, so a checkpoint loads without Hydra."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
-from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from .inference import predict_probabilities
+from datamodules.normalization import Normalization
+
+from .build import build_model
+from .checkpoints import portable_hyperparameters
 from .losses import build_loss
 from .metrics import format_iou_table, scores_from_confusion
-from .model import build_model
-from .optim import build_optimizer, build_schedule, parameter_groups
+from .optim import build_optimizer_from_settings, build_schedule
+from .probabilities import predict_probabilities
 from .visualize import prediction_grid
 
 SUMMARY_SCORES = ("mIoU", "pixel_accuracy", "mean_accuracy", "mean_dice")
+log = logging.getLogger(__name__)
+
+
+@rank_zero_only
+def report_test_table(table: str) -> None:
+    log.info("Per-class IoU on the test split (%%):\n%s", table)
 
 
 class SegmentationModule(L.LightningModule):
@@ -85,15 +95,14 @@ class SegmentationModule(L.LightningModule):
             )
         return self.model(images.contiguous(memory_format=self.memory_format))
 
-    def predict(self, image, flip: bool = False, tile: int | None = None, overlap: float = 0.25) -> np.ndarray:
+    def segment(self, image, flip: bool = False, tile: int | None = None, overlap: float = 0.25) -> np.ndarray:
         """An (H, W) class-index array for one HxWxC uint8 array or PIL image, at the image's own size."""
         array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) and self.hparams.in_channels == 3 else image)
         if array.ndim == 2:
             array = array[..., None]
         if array.shape[-1] != self.hparams.in_channels:
             raise ValueError(f"image has {array.shape[-1]} channels; this model takes {self.hparams.in_channels}")
-        x = torch.from_numpy(array.astype(np.float32) / 255).permute(2, 0, 1)[None].to(self.device)
-        x = (x - torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1)) / torch.tensor(self.std, device=self.device).view(1, -1, 1, 1)
+        x = Normalization(self.mean, self.std)(torch.from_numpy(np.array(array)).permute(2, 0, 1)[None].to(self.device))
         was_training = self.training
         self.eval()
         probabilities = predict_probabilities(self.model, x, flip=flip, tile=tile, overlap=overlap)
@@ -149,34 +158,19 @@ class SegmentationModule(L.LightningModule):
             "dice": dict(zip(self.class_names, scores["dice"].tolist())),
             "confusion": scores["confusion"].long().tolist(),
         }
-        rank_zero_info("Per-class IoU on the test split (%):\n" + format_iou_table(scores["iou"].cpu(), self.class_names))
+        report_test_table(format_iou_table(scores["iou"].cpu(), self.class_names))
 
     def configure_optimizers(self):
-        settings = dict(self.hparams.optimizer or {"name": "adamw", "lr": 1e-3})
-        name, lr = settings.pop("name"), settings.pop("lr")
-        backbone_factor = settings.pop("backbone_lr_factor", 1.0)
-        no_decay_norm_bias = settings.pop("no_decay_norm_bias", False)
-        reference_batch = settings.pop("scale_lr_by_batch", None)
-        if reference_batch:  # linear scaling rule: lr x global batch / reference batch
-            datamodule = getattr(self.trainer, "datamodule", None)
-            batch = getattr(datamodule, "batch_size", reference_batch)
-            lr *= batch * self.trainer.world_size * self.trainer.accumulate_grad_batches / reference_batch
-        weight_decay = settings.pop("weight_decay", 0.0)
-        named = {
-            "backbone": list(self.model.backbone.named_parameters()),
-            "decoder": [(n, p) for n, p in self.model.named_parameters() if not n.startswith("backbone.")],
-        }
-        groups = parameter_groups(named, {"backbone": lr * backbone_factor, "decoder": lr}, weight_decay, no_decay_norm_bias)
-        optimizer = build_optimizer(groups, name, lr=lr, **settings)
+        trainer = self.trainer
+        batch = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+        global_batch = batch * trainer.world_size * trainer.accumulate_grad_batches if batch else None
+        settings = self.hparams.optimizer or {"name": "adamw", "lr": 1e-3}
+        optimizer = build_optimizer_from_settings(self.model, settings, global_batch)
         if not self.hparams.scheduler:
             return optimizer
         schedule = dict(self.hparams.scheduler)
-        scheduler = build_schedule(optimizer, self.trainer.estimated_stepping_batches, schedule.pop("name"), **schedule)
+        scheduler = build_schedule(optimizer, trainer.estimated_stepping_batches, schedule.pop("name"), **schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The state dict holds every weight: rebuilding from a checkpoint needs no download or file.
-        hparams = checkpoint["hyper_parameters"]
-        hparams["pretrained"] = False
-        if hparams.get("backbone_kwargs"):
-            hparams["backbone_kwargs"] = {k: v for k, v in hparams["backbone_kwargs"].items() if k != "weights"}
+        portable_hyperparameters(checkpoint["hyper_parameters"])

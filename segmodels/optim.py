@@ -43,7 +43,8 @@ def poly(total_steps: int, warmup_steps: int = 0, power: float = 0.9) -> Callabl
 
 
 @SCHEDULES.register("step")
-def step(total_steps: int, warmup_steps: int = 0, milestones: tuple[float, ...] = (0.6, 0.9), gamma: float = 0.1) -> Callable[[int], float]:
+def step(total_steps: int, warmup_steps: int = 0, milestones: tuple[float, ...] = (0.6, 0.9),
+         gamma: float = 0.1) -> Callable[[int], float]:
     """x ``gamma`` at each milestone, given as a fraction of training (0.6: after 60% of the steps)."""
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -77,3 +78,27 @@ def build_optimizer(groups: Iterable[dict[str, Any]], name: str, **kwargs: Any) 
 def build_schedule(optimizer: torch.optim.Optimizer, total_steps: int, name: str, **kwargs: Any):
     """A per-iteration LambdaLR (the convention for poly and cosine in segmentation)."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, SCHEDULES.get(name)(total_steps, **kwargs))
+
+
+def build_optimizer_from_settings(
+    model: torch.nn.Module, settings: dict[str, Any], global_batch: int | None
+) -> torch.optim.Optimizer:
+    """The optimiser ``settings`` (the ``optimizer`` config group) describe for ``model``'s backbone and decoder.
+
+    ``scale_lr_by_batch: B`` applies the linear scaling rule, lr x global batch / B (when the global
+    batch is known).
+    """
+    settings = dict(settings)
+    name, lr = settings.pop("name"), settings.pop("lr")
+    backbone_factor = settings.pop("backbone_lr_factor", 1.0)
+    no_decay_norm_bias = settings.pop("no_decay_norm_bias", False)
+    reference_batch = settings.pop("scale_lr_by_batch", None)
+    if reference_batch and global_batch:
+        lr *= global_batch / reference_batch
+    weight_decay = settings.pop("weight_decay", 0.0)
+    named = {
+        "backbone": list(model.backbone.named_parameters()),
+        "decoder": [(n, p) for n, p in model.named_parameters() if not n.startswith("backbone.")],
+    }
+    groups = parameter_groups(named, {"backbone": lr * backbone_factor, "decoder": lr}, weight_decay, no_decay_norm_bias)
+    return build_optimizer(groups, name, lr=lr, **settings)

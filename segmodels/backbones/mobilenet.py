@@ -6,7 +6,9 @@ from functools import partial
 from torch import nn
 from torchvision import models
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, adapt_first_conv_weight
+from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+from .base import BackboneInfo, adapt_first_conv_weight
 from .registry import BACKBONES
 from .tapped import TappedSequential
 from .weights import load_exactly, published_state
@@ -24,15 +26,17 @@ class MobileNetBackbone(TappedSequential):
             state["features.0.0.weight"] = adapt_first_conv_weight(state["features.0.0.weight"], in_channels)
             load_exactly(net, state, source=weights or published.url)
         super().__init__(net.features, ends=ends)
-        self.channels = [self.features[end - 1].out_channels for end in self.ends]
-        self.strides = [2, 4, 8, 16, 32]
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        info = BACKBONES.info(arch)
+        self.channels, self.strides = list(info.channels), list(info.strides)
+        self.mean, self.std = info.mean, info.std
 
 
 ARCHS = {
     "mobilenet_v2": (models.mobilenet_v2, models.MobileNet_V2_Weights.IMAGENET1K_V1, [2, 4, 7, 14, 19]),
     "mobilenet_v3_large": (models.mobilenet_v3_large, models.MobileNet_V3_Large_Weights.IMAGENET1K_V1, [2, 4, 7, 13, 17]),
 }
+CHANNELS = {"mobilenet_v2": (16, 24, 32, 96, 1280), "mobilenet_v3_large": (16, 24, 40, 112, 960)}
 
-for _arch in ARCHS:
-    BACKBONES.register(_arch)(partial(MobileNetBackbone, _arch))
+for _arch, (_build, _weights, _ends) in ARCHS.items():
+    _info = BackboneInfo(CHANNELS[_arch], (2, 4, 8, 16, 32), IMAGENET_MEAN, IMAGENET_STD, f"torchvision {_weights}")
+    BACKBONES.register(_arch, _info)(partial(MobileNetBackbone, _arch))

@@ -7,7 +7,9 @@ import torch
 from torch import nn
 from torchvision import models
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, Backbone, adapt_first_conv_weight
+from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+from .base import Backbone, BackboneInfo, adapt_first_conv_weight
 from .registry import BACKBONES
 from .weights import load_exactly, published_state
 
@@ -27,10 +29,9 @@ class ResNetBackbone(Backbone):
             load_exactly(net, state, source=weights or published.url)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        expansion = net.layer1[0].expansion
-        self.channels = [64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
-        self.strides = [2, 4, 8, 16, 32]
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        info = BACKBONES.info(arch)
+        self.channels, self.strides = list(info.channels), list(info.strides)
+        self.mean, self.std = info.mean, info.std
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         stem = self.relu(self.bn1(self.conv1(x)))
@@ -47,6 +48,9 @@ ARCHS = {
     "resnet50": (models.resnet50, models.ResNet50_Weights.IMAGENET1K_V1),
     "resnet101": (models.resnet101, models.ResNet101_Weights.IMAGENET1K_V1),
 }
+BASIC, BOTTLENECK = (64, 64, 128, 256, 512), (64, 256, 512, 1024, 2048)
 
-for _arch in ARCHS:
-    BACKBONES.register(_arch)(partial(ResNetBackbone, _arch))
+for _arch, (_build, _weights) in ARCHS.items():
+    _info = BackboneInfo(BASIC if _arch in ("resnet18", "resnet34") else BOTTLENECK, (2, 4, 8, 16, 32),
+                         IMAGENET_MEAN, IMAGENET_STD, f"torchvision {_weights}")
+    BACKBONES.register(_arch, _info)(partial(ResNetBackbone, _arch))

@@ -11,14 +11,16 @@ from functools import partial
 import timm
 import torch
 
-from .base import Backbone
+from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+from .base import Backbone, BackboneInfo
 from .registry import BACKBONES
 from .weights import PretrainedWeightsUnavailable
 
 
 class TimmBackbone(Backbone):
-    def __init__(self, model_name: str = "convnext_tiny", pretrained: bool = True, in_channels: int = 3, weights: str | None = None,
-                 out_indices: list[int] | None = None) -> None:
+    def __init__(self, model_name: str = "convnext_tiny", pretrained: bool = True, in_channels: int = 3,
+                 weights: str | None = None, out_indices: list[int] | None = None) -> None:
         super().__init__()
         options = {"features_only": True, "in_chans": in_channels}
         if out_indices is not None:
@@ -41,7 +43,7 @@ class TimmBackbone(Backbone):
         self.channels = self.net.feature_info.channels()
         self.strides = self.net.feature_info.reduction()
         config = self.net.pretrained_cfg
-        self.mean, self.std = tuple(config["mean"]), tuple(config["std"])
+        self.mean, self.std = tuple(config.get("mean", IMAGENET_MEAN)), tuple(config.get("std", IMAGENET_STD))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.net(x)
@@ -53,5 +55,20 @@ def resolve_timm(name: str):
     return partial(TimmBackbone, model_name) if timm.is_model(model_name) else None
 
 
-BACKBONES.register("timm")(TimmBackbone)  # build_model("timm", ..., backbone_kwargs={"model_name": ...})
+def timm_info(name: str) -> BackboneInfo:
+    """From timm's pretrained config and its feature pyramid built on the meta device (no memory, no weights)."""
+    model_name = name.removeprefix("timm/")
+    with torch.device("meta"):
+        net = timm.create_model(model_name, features_only=True, pretrained=False)
+    config = net.pretrained_cfg
+    return BackboneInfo(
+        tuple(net.feature_info.channels()), tuple(net.feature_info.reduction()),
+        tuple(config.get("mean", IMAGENET_MEAN)), tuple(config.get("std", IMAGENET_STD)),
+        f"timm {config.get('hf_hub_id') or config.get('url') or model_name}",
+    )
+
+
+# the generic entry: build_model("timm", ..., backbone_kwargs={"model_name": ...}); its info depends on the name
+BACKBONES.register("timm")(TimmBackbone)
 BACKBONES.fallback = resolve_timm
+BACKBONES.fallback_info = timm_info

@@ -6,7 +6,9 @@ from functools import partial
 from torch import nn
 from torchvision import models
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, adapt_first_conv_weight
+from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+from .base import BackboneInfo, adapt_first_conv_weight
 from .registry import BACKBONES
 from .tapped import TappedSequential
 from .weights import load_exactly, published_state
@@ -54,7 +56,7 @@ class VGGBackbone(TappedSequential):
         self.channels = [[c for i, c in convs if i < end][-1] for end in self.ends]
         first = 0 if taps == "before_pool" else 1
         self.strides = [2 ** (first + i) for i in range(len(self.ends))]
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.mean, self.std = BACKBONES.info(arch).mean, BACKBONES.info(arch).std
         self.classifier_state = {}
         if state is not None:
             self.classifier_state = {
@@ -70,5 +72,7 @@ ARCHS = {
     "vgg19_bn": (models.vgg19_bn, models.VGG19_BN_Weights.IMAGENET1K_V1),
 }
 
-for _arch in ARCHS:
-    BACKBONES.register(_arch)(partial(VGGBackbone, _arch))
+for _arch, (_build, _weights) in ARCHS.items():
+    # the default taps (before_pool); after_pool gives strides 2..32 with the same channels
+    _info = BackboneInfo((64, 128, 256, 512, 512), (1, 2, 4, 8, 16), IMAGENET_MEAN, IMAGENET_STD, f"torchvision {_weights}")
+    BACKBONES.register(_arch, _info)(partial(VGGBackbone, _arch))

@@ -57,7 +57,8 @@ def load_exactly(module: torch.nn.Module, state: dict[str, torch.Tensor], source
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unused = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    mismatched = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+                  for k, v in own.items() if k in state and state[k].shape != v.shape]
     if missing or unused or mismatched:
         raise RuntimeError(
             f"weights from {source} do not fit: {len(missing)} weights left unloaded {missing[:3]}, "

@@ -41,7 +41,7 @@ class AttentionGate(nn.Module):
 
 @DECODERS.register("att_unet")
 class AttentionUNetDecoder(nn.Module):
-    """``filters`` from fine to coarse; the deepest level is lifted to ``filters[levels - 1]`` first.
+    """``decoder_channels`` from fine to coarse; the deepest level is lifted to ``decoder_channels[levels - 1]`` first.
 
     As in the UNet decoder, an extra up stage restores full resolution when the finest level has
     stride > 1.
@@ -52,28 +52,27 @@ class AttentionUNetDecoder(nn.Module):
         channels: Sequence[int],
         strides: Sequence[int],
         num_classes: int,
-        filters: Sequence[int] = (64, 128, 256, 512, 1024),
+        decoder_channels: Sequence[int] = (64, 128, 256, 512, 1024),
     ) -> None:
         super().__init__()
-        levels = len(channels)
-        if len(filters) < levels:
-            raise ValueError(f"att_unet needs {levels} filters for {levels} levels, got {list(filters)}")
-        self.connection = nn.Conv2d(channels[-1], filters[levels - 1], 3, padding=1)
-        self.ups = nn.ModuleList(UpConv(filters[i + 1], filters[i]) for i in range(levels - 1))
-        self.gates = nn.ModuleList(AttentionGate(filters[i], channels[i], filters[i] // 2) for i in range(levels - 1))
-        self.fuse = nn.ModuleList(conv_block(channels[i] + filters[i], filters[i]) for i in range(levels - 1))
-        self.full_resolution = (
-            nn.ModuleList([UpConv(filters[0], filters[0]), conv_block(filters[0], filters[0])]) if strides[0] > 1 else None
-        )
+        levels, widths = len(channels), list(decoder_channels)
+        if len(widths) < levels:
+            raise ValueError(f"att_unet needs {levels} decoder_channels for {levels} levels, got {widths}")
+        self.connection = nn.Conv2d(channels[-1], widths[levels - 1], 3, padding=1)
+        self.ups = nn.ModuleList(UpConv(widths[i + 1], widths[i]) for i in range(levels - 1))
+        self.gates = nn.ModuleList(AttentionGate(widths[i], channels[i], widths[i] // 2) for i in range(levels - 1))
+        self.fuse = nn.ModuleList(conv_block(channels[i] + widths[i], widths[i]) for i in range(levels - 1))
+        full = [UpConv(widths[0], widths[0]), conv_block(widths[0], widths[0])]
+        self.full_resolution = nn.ModuleList(full) if strides[0] > 1 else None
         self.finest_stride = strides[0]
-        self.classifier = nn.Conv2d(filters[0], num_classes, 1)
+        self.classifier = nn.Conv2d(widths[0], num_classes, 1)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = self.connection(features[-1])
-        for level in range(len(self.ups) - 1, -1, -1):
-            skip = features[level]
-            up = self.ups[level](x, skip.shape[-2:])
-            x = self.fuse[level](torch.cat([self.gates[level](up, skip), up], dim=1))
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        x = self.connection(levels[-1])
+        for index in range(len(self.ups) - 1, -1, -1):
+            skip = levels[index]
+            up = self.ups[index](x, skip.shape[-2:])
+            x = self.fuse[index](torch.cat([self.gates[index](up, skip), up], dim=1))
         if self.full_resolution is not None:
             upsample, fuse = self.full_resolution
             x = fuse(upsample(x, [s * self.finest_stride for s in x.shape[-2:]]))

@@ -94,8 +94,8 @@ class FCNDecoder(nn.Module):
                     layer.weight.copy_(weight.view_as(layer.weight))
                     layer.bias.copy_(bias.view_as(layer.bias))
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        maps = [take(features, index, pool) for index, pool in self.sources]
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        maps = [take(levels, index, pool) for index, pool in self.sources]
         x = self.dropout(self.relu(self.fc6(maps[0])))
         x = self.dropout(self.relu(self.fc7(x)))
         scores = [self.score_activation(score(m)) for score, m in zip(self.scores, [x, *maps[1:]])]

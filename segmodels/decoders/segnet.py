@@ -12,8 +12,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .levels import resize_to
 from .blocks import conv_bn_relu
+from .levels import resize_to
 from .registry import DECODERS
 
 
@@ -32,7 +32,8 @@ class SegNetDecoder(nn.Module):
     """Built on the last (up to) five levels; seed 001 has 4 convs in the two deepest fused stages, 2 after.
 
     The finest stage doubles the resolution only when the finest level is coarser than the input
-    (seed 001's after-pool taps: stride 2), never past it. ``relu_logits`` keeps the seed's BN + ReLU after the class layer (true by default, for fidelity).
+    (seed 001's after-pool taps: stride 2), never past it. ``relu_logits`` keeps the seed's BN + ReLU
+    after the class layer (true by default, for fidelity).
     """
 
     def __init__(
@@ -53,14 +54,15 @@ class SegNetDecoder(nn.Module):
         outs = [num_classes, *c[: n - 2]]  # each stage ends at the width of the next finer skip
         arriving = [*outs[1:], c[-1]]  # width coming up from the stage above each one
         self.stages = nn.ModuleList(
-            decoder_block(c[i] + arriving[i], outs[i], deep_convs if i >= n - 3 else shallow_convs, upsample=i > 0 or strides[-n] > 1)
+            decoder_block(c[i] + arriving[i], outs[i], deep_convs if i >= n - 3 else shallow_convs,
+                          upsample=i > 0 or strides[-n] > 1)
             for i in range(n - 1)
         )
         if not relu_logits:
             self.stages[0] = nn.Sequential(*list(self.stages[0])[:-2])  # drop the BN + ReLU on the logits
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        levels = features[-5:]
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        levels = levels[-5:]
         x = resize_to(self.top(levels[-1]), levels[-2])
         for i in range(len(self.stages) - 1, -1, -1):
             x = self.stages[i](torch.cat([levels[i], x], dim=1))

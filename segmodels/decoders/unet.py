@@ -50,11 +50,11 @@ class UNetDecoder(nn.Module):
         self.finest_stride = strides[0]
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = features[-1]
-        for level in range(len(self.stages) - 1, -1, -1):
-            skip = features[level]
-            x = self.stages[level](torch.cat([skip, upsample_to(x, skip)], dim=1))
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        x = levels[-1]
+        for index in range(len(self.stages) - 1, -1, -1):
+            skip = levels[index]
+            x = self.stages[index](torch.cat([skip, upsample_to(x, skip)], dim=1))
         if self.full_resolution is not None:
             x = F.interpolate(x, scale_factor=self.finest_stride, mode="bilinear", align_corners=True)
             x = self.full_resolution(x)

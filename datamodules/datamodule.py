@@ -1,0 +1,192 @@
+"""PASCAL VOC layout (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/<split>.txt) as a
+LightningDataModule: splits, checks, augmentation, loaders, and normalisation on the device."""
+from __future__ import annotations
+
+import functools
+import random
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from .checks import check_mask_values, check_sizes
+from .dataset import VOCSegmentationDataset, read_class_names
+from .normalization import Normalization, resolve_normalization
+from .sampling import EpochShuffleSampler
+from .transforms import eval_transforms, train_transforms
+
+
+class VOCSegmentationDataModule(L.LightningDataModule):
+    """Any folder in VOC layout.
+
+    ``num_classes`` and ``class_names`` may come from the config, from ``class_names.txt`` in the root,
+    or both (then they must agree). Images are normalised as the weights of ``backbone`` (its registered
+    name) expect, or with explicit ``mean``/``std``; with more or fewer than three channels the RGB
+    statistics are cycled as the first convolution's weights are. ``train_transforms`` (a list of
+    albumentations transforms) replaces the built-in
+    augmentation; tensor conversion is always appended. Loaders yield uint8 images and masks; Lightning
+    calls ``on_after_batch_transfer`` to normalise them on the device (call ``normalize`` yourself in a
+    hand-written loop).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        backbone: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        crop_size: int = 512,
+        scale_range: Sequence[float] = (0.5, 2.0),
+        train_transforms: Sequence[Any] | None = None,
+        batch_size: int = 8,
+        val_batch_size: int = 1,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        ignore_index: int = 255,
+        mask_value_map: Mapping[int, int] | None = None,
+        check_samples: int | None = 500,
+        split_fractions: Mapping[str, float] | None = None,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = "test",
+        image_dir: str = "JPEGImages",
+        image_dirs: Sequence[str] | None = None,
+        mask_dir: str = "SegmentationClass",
+        split_dir: str = "ImageSets/Segmentation",
+        image_ext: str = ".jpg",
+        mask_ext: str = ".png",
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.class_names, self.num_classes = self._classes(class_names, num_classes)
+        self.backbone, self._statistics = backbone, (mean, std)
+        self.crop_size, self.scale_range, self.ignore_index = crop_size, tuple(scale_range), ignore_index
+        self.augmentations = list(train_transforms) if train_transforms is not None else None
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.check_samples = check_samples
+        self.split_fractions = dict(split_fractions) if split_fractions else None
+        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        self.layout = dict(
+            image_dir=image_dir, image_dirs=image_dirs, mask_dir=mask_dir, split_dir=split_dir,
+            image_ext=image_ext, mask_ext=mask_ext, mask_value_map=mask_value_map,
+        )
+        self.datasets: dict[str, VOCSegmentationDataset] = {}
+
+    def _classes(self, class_names: Sequence[str] | None, num_classes: int | None) -> tuple[list[str], int]:
+        from_file = read_class_names(self.root) if not class_names else None
+        names = list(class_names or from_file or [])
+        if names and num_classes is not None and len(names) != num_classes:
+            source = f"{self.root / 'class_names.txt'}" if from_file else "dataset.class_names"
+            raise ValueError(
+                f"{source} lists {len(names)} classes but dataset.num_classes={num_classes}; make them agree "
+                f"(or set dataset.num_classes=null to take the count from the names)"
+            )
+        if not names and num_classes is None:
+            raise ValueError(
+                f"the number of classes is unknown: set dataset.num_classes or dataset.class_names, or put a "
+                f"class_names.txt (one name per line) in {self.root}"
+            )
+        count = num_classes if num_classes is not None else len(names)
+        return names or [f"class_{i}" for i in range(count)], count
+
+    def _transform(self, stage: str):
+        if stage != "train":
+            return eval_transforms()
+        photometric = self.in_channels == 3  # colour jitter is defined for RGB inputs only
+        return train_transforms(self.crop_size, self.ignore_index, self.scale_range, self.augmentations, photometric)
+
+    @functools.cached_property
+    def normalization(self) -> Normalization:
+        """The backbone's statistics (or the explicit ones) for this dataset's channel count; asked for
+        only when images are normalised, so reading and checking data needs neither."""
+        return resolve_normalization(self.backbone, *self._statistics).for_channels(self.in_channels)
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.normalization.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.normalization.std
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> float, with the backbone's mean and std, on the images' device."""
+        return self.normalization(images)
+
+    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        # loaders ship uint8 images and masks; the float work happens here, on the training device
+        return {**batch, "image": self.normalize(batch["image"]), "mask": batch["mask"].long()}
+
+    def split_ids(self, split: str) -> list[str] | None:
+        """With ``split_fractions`` (no split files, as labelme exports): a seeded partition of the masks."""
+        if not self.split_fractions:
+            return None
+        if split not in self.split_fractions:
+            raise ValueError(f"split '{split}' has no share in dataset.split_fractions {self.split_fractions}")
+        mask_dir, ext = self.root / self.layout["mask_dir"], self.layout["mask_ext"]
+        ids = sorted(p.name[: -len(ext)] for p in mask_dir.glob(f"*{ext}"))
+        random.Random(0).shuffle(ids)
+        total, start = sum(self.split_fractions.values()), 0.0
+        for name, share in self.split_fractions.items():
+            end = start + share / total
+            if name == split:
+                return ids[round(start * len(ids)) : round(end * len(ids))]
+            start = end
+        return None
+
+    def dataset(self, stage: str) -> VOCSegmentationDataset:
+        if stage not in self.datasets:
+            split = self.splits[stage]
+            dataset = VOCSegmentationDataset(self.root, split, self._transform(stage), ids=self.split_ids(split), **self.layout)
+            check_sizes(dataset.images, dataset.masks)
+            check_mask_values(dataset.masks, self.num_classes, self.ignore_index, dataset.mask_value_map, self.check_samples)
+            self.datasets[stage] = dataset
+        return self.datasets[stage]
+
+    @functools.cached_property
+    def in_channels(self) -> int:
+        """Channels of one input image, read from the first sample of the first split configured."""
+        for stage in ("train", "val", "test"):
+            if self.splits[stage]:
+                split = self.splits[stage]
+                dataset = VOCSegmentationDataset(self.root, split, ids=self.split_ids(split), **self.layout)
+                return dataset.read(0)[0].shape[-1]
+        raise ValueError("no split configured")
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], None: ["train", "val", "test"]}
+        for split in wanted.get(stage, []):
+            if self.splits[split]:
+                self.dataset(split)
+
+    def _loader(self, stage: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.dataset(stage)
+        sampler = None
+        if shuffle:  # albumentations keeps its own RNG, deaf to global seeds: seed it per sample instead
+            dataset.seed = int(torch.initial_seed()) % 2**31
+            trainer = getattr(self, "trainer", None)
+            replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            sampler = EpochShuffleSampler(len(dataset), seed=dataset.seed, num_replicas=replicas, rank=rank)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size, shuffle=False)

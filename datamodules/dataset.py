@@ -1,0 +1,95 @@
+"""One split of a folder in PASCAL VOC layout: image/mask pairs named by a split file."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .images import read_image
+from .masks import read_mask
+from .sampling import sample_seed
+
+
+class VOCSegmentationDataset(Dataset):
+    """Image/mask pairs named by one split file.
+
+    ``image_dirs`` with several folders stacks their images as channels of one input (a grayscale
+    image gives one channel, any other three), e.g. two single-channel modalities for a 2-channel model.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        transform: Callable | None = None,
+        image_dir: str = "JPEGImages",
+        mask_dir: str = "SegmentationClass",
+        split_dir: str = "ImageSets/Segmentation",
+        image_ext: str = ".jpg",
+        mask_ext: str = ".png",
+        image_dirs: Sequence[str] | None = None,
+        mask_value_map: Mapping[int, int] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.transform = transform
+        self.seed = 0  # the base of per-sample augmentation seeds (set by the datamodule)
+        self.mask_value_map = dict(mask_value_map) if mask_value_map else None
+        self.image_dirs = list(image_dirs) if image_dirs else [image_dir]
+        self.split_file = self.root / split_dir / f"{split}.txt"
+        if ids is None:
+            if not self.split_file.is_file():
+                raise FileNotFoundError(
+                    f"split file {self.split_file} does not exist; check dataset.root ({self.root}) and the split "
+                    f"name '{split}' (dataset.train_split / val_split / test_split), or split the masks found "
+                    f"with dataset.split_fractions (e.g. '{{train: 0.8, val: 0.2}}')"
+                )
+            ids = [line.split()[0] for line in self.split_file.read_text().splitlines() if line.strip()]
+            if not ids:
+                raise ValueError(f"split file {self.split_file} lists no images; add image ids, one per line")
+        self.ids = list(ids)
+        if not self.ids:
+            raise ValueError(f"split '{split}' of {self.root} is empty; give it a larger share in dataset.split_fractions")
+        self.images = [[self.root / d / f"{i}{image_ext}" for d in self.image_dirs] for i in self.ids]
+        self.masks = [self.root / mask_dir / f"{i}{mask_ext}" for i in self.ids]
+        missing = [str(p) for images, mask in zip(self.images, self.masks) for p in [*images, mask] if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"split file {self.split_file} names {len(missing)} missing files, e.g. {missing[:3]}; "
+                f"check dataset.image_dir/mask_dir/image_ext/mask_ext or remove those ids from the split"
+            )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        stacked = len(self.image_dirs) > 1
+        channels = [read_image(path, keep_single_channel=stacked) for path in self.images[index]]
+        image = channels[0] if len(channels) == 1 else np.concatenate(channels, axis=-1)
+        return image, read_mask(self.masks[index], self.mask_value_map)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """``key`` is an index, or ``(epoch, index)`` from EpochShuffleSampler: then the augmentation is
+        seeded from (seed, epoch, index), the same in any worker and after a resume."""
+        if isinstance(key, tuple):
+            epoch, index = key
+            if hasattr(self.transform, "set_random_seed"):
+                self.transform.set_random_seed(sample_seed(self.seed, epoch, index))
+        else:
+            index = key
+        image, mask = self.read(index)
+        if self.transform is not None:
+            sample = self.transform(image=image, mask=mask)
+            image, mask = sample["image"], sample["mask"]
+        else:
+            image, mask = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask)
+        return {"image": image, "mask": torch.as_tensor(mask)}  # both uint8: see on_after_batch_transfer
+
+
+def read_class_names(root: Path) -> list[str] | None:
+    """labelme writes ``class_names.txt``, one name per line (``_background_`` first)."""
+    path = root / "class_names.txt"
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.is_file() else None

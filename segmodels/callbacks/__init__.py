@@ -1,0 +1,7 @@
+"""Lightning callbacks, one file each; ``conf/callbacks/`` selects them."""
+from .freeze import FreezeBackbone
+from .nonfinite import StopOnNonFiniteLoss
+from .rank_sync import CheckRanksInSync
+from .test_report import TestReport
+
+__all__ = ["CheckRanksInSync", "FreezeBackbone", "StopOnNonFiniteLoss", "TestReport"]

@@ -1,0 +1,41 @@
+"""The benchmark scripts run end to end and write the JSON the README's tables come from (tiny sizes here)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT, subprocess_env
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_compares_lightning_with_a_plain_loop(tmp_path):
+    out = tmp_path / "train_step.json"
+    result = run("train_step.py", "--pairs", "resnet18:unet", "--size", "32", "--batch-size", "2", "--steps", "3",
+                 "--epochs", "2", "--rounds", "1", "--channels-last", "on", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["channels_last"] is True  # every variant in NHWC, as train.py runs on a GPU
+    for variant in ("lightning", "plain"):
+        assert row[variant]["images_per_s"] > 0 and row[variant]["peak_memory_mb"] > 0
+        assert row[variant]["steps_timed"] == 2  # 3 steps in the timed epoch: 2 intervals between step ends
+    assert row["overhead_per_step"] == pytest.approx(row["lightning"]["step_s_median"] / row["plain"]["step_s_median"])
+    assert row["train_gflop_per_image"]["plain"] > 0
+    assert "step/plain" in result.stdout
+
+
+def test_inference_benchmark_times_each_variant(tmp_path):
+    out = tmp_path / "inference.json"
+    result = run("inference.py", "--pairs", "resnet18:unet", "--size", "64", "--warmup", "1", "--repeats", "2",
+                 "--no-compile", "--cpu-bf16", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert {"fp32", "channels_last", "channels_last+bf16"} <= set(row)
+    assert all(row[v]["images_per_s"] > 0 for v in ("fp32", "channels_last", "channels_last+bf16"))

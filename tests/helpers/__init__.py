@@ -1,0 +1,57 @@
+"""What several test files share: composing the real configs, and running the entry points."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from segmodels.config_options import register_options
+
+register_options()  # as train.py does before Hydra composes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """The real conf/ tree, composed as `python train.py <overrides>` would compose it."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def tiny_overrides(data: Path, output: Path, *extra: str) -> list[str]:
+    """``debug=fast`` (conf/debug/fast.yaml) on a tiny dataset, then the test's own ``extra`` overrides."""
+    return ["debug=fast", f"dataset.root={data}", f"output_dir={output}", *extra]
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+SMALL_TIMM = "convnext_atto"  # the generic ``timm`` entry is tested with timm's smallest ConvNeXt
+
+
+def backbone_families() -> list[str]:
+    """One registered backbone per implementation (the narrowest by declared channels), so a new family in
+    segmodels/backbones/ is tested by every decoder without a list to edit; ``timm`` stands for any timm name."""
+    from segmodels import BACKBONES
+
+    chosen: dict[object, str] = {}
+    for name in BACKBONES.names():
+        factory = BACKBONES.get(name)
+        family = getattr(factory, "func", factory)
+        info = BACKBONES.info(name)
+        if info is None:  # a generic entry whose pyramid depends on its options (timm)
+            chosen[family] = SMALL_TIMM
+            continue
+        current = chosen.get(family)
+        if current is None or sum(info.channels) < sum(BACKBONES.info(current).channels):
+            chosen[family] = name
+    return sorted(chosen.values())
