@@ -9,6 +9,8 @@ from .backbones import BACKBONES
 from .decoders import DECODERS
 from .model import SegmentationModel
 
+ANY_PYRAMID = ("deeplabv3", "deeplabv3plus", "fpn", "pspnet", "segformer", "upernet")  # use the levels they find
+
 
 def build_model(
     backbone: str,
@@ -23,7 +25,14 @@ def build_model(
     backbone_net = BACKBONES.get(backbone)(pretrained=pretrained, in_channels=in_channels, **(backbone_kwargs or {}))
     statistics = Normalization(backbone_net.mean, backbone_net.std).for_channels(in_channels)
     backbone_net.mean, backbone_net.std = statistics.mean, statistics.std
-    decoder_net = DECODERS.get(decoder)(backbone_net.channels, backbone_net.strides, num_classes, **(decoder_kwargs or {}))
+    try:
+        decoder_net = DECODERS.get(decoder)(backbone_net.channels, backbone_net.strides, num_classes, **(decoder_kwargs or {}))
+    except ValueError as error:
+        pyramid = ", ".join(f"{c}@{s}" for c, s in zip(backbone_net.channels, backbone_net.strides))
+        raise ValueError(
+            f"decoder '{decoder}' cannot be built on backbone '{backbone}' (levels {pyramid}): {error}. "
+            f"Decoders that fit any pyramid: {', '.join(ANY_PYRAMID)}"
+        ) from error
     if hasattr(decoder_net, "init_from_backbone"):  # e.g. FCN convolutionalising a VGG classifier
         decoder_net.init_from_backbone(backbone_net)
     backbone_net.classifier_state = {}  # only needed until here; VGG's is 120M parameters

@@ -33,11 +33,12 @@ def cosine(total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0) -> 
 
 
 @SCHEDULES.register("poly")
-def poly(total_steps: int, warmup_steps: int = 0, power: float = 0.9) -> Callable[[int], float]:
+def poly(total_steps: int, warmup_steps: int = 0, power: float = 0.9, min_factor: float = 0.0) -> Callable[[int], float]:
+    """(1 - step / total)^power, decaying to ``min_factor`` x lr (mmsegmentation's ``min_lr``) rather than 0."""
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        return max(0.0, 1 - step / max(1, total_steps)) ** power
+        return min_factor + (1 - min_factor) * max(0.0, 1 - step / max(1, total_steps)) ** power
 
     return factor
 

@@ -37,6 +37,22 @@ class Backbone(nn.Module):
     std: tuple[float, ...]
 
 
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+def check_output_stride(backbone: str, output_stride: int, allowed: tuple[int, ...] = OUTPUT_STRIDES) -> int:
+    """``output_stride`` if ``backbone`` can run at it (later stages dilated instead of strided), else a clear
+    refusal naming what it allows."""
+    if output_stride not in allowed:
+        others = ", ".join(map(str, allowed))
+        raise ValueError(
+            f"backbone '{backbone}' cannot run at backbone.output_stride={output_stride}: it allows {others}. "
+            f"Dilated backbones: resnet50, resnet101, efficientnet_lite0 and timm models (8, 16, 32; e.g. "
+            f"backbone=timm backbone.name=resnet18), mobilenet_v3_large (16, 32)"
+        )
+    return output_stride
+
+
 def adapt_first_conv_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     """Keep pretrained filters useful for any channel count (1: RGB summed; more: RGB cycled, rescaled)."""
     from timm.models import adapt_input_conv

@@ -9,7 +9,7 @@ from __future__ import annotations
 import timm
 import torch
 
-from .base import Backbone, BackboneInfo, adapt_first_conv_weight
+from .base import Backbone, BackboneInfo, adapt_first_conv_weight, check_output_stride
 from .registry import BACKBONES
 from .weights import load_exactly, load_local_state_dict
 
@@ -46,9 +46,12 @@ def to_timm_keys(state: dict[str, torch.Tensor], stage_depths: list[int]) -> dic
 class EfficientNetLite0Backbone(Backbone):
     """Five levels at strides 2..32 with 16/24/40/112/320 channels."""
 
-    def __init__(self, pretrained: bool = True, in_channels: int = 3, weights: str | None = None) -> None:
+    def __init__(self, pretrained: bool = True, in_channels: int = 3, weights: str | None = None,
+                 output_stride: int = 32) -> None:
         super().__init__()
-        self.net = timm.create_model("tf_efficientnet_lite0", features_only=True, in_chans=in_channels)
+        check_output_stride("efficientnet_lite0", output_stride)
+        self.net = timm.create_model("tf_efficientnet_lite0", features_only=True, in_chans=in_channels,
+                                     output_stride=output_stride)  # timm dilates the later stages
         if pretrained or weights:
             source = weights or packaged_weights_path()
             state = to_timm_keys(load_local_state_dict(source, "efficientnet_lite0"), [len(s) for s in self.net.blocks])

@@ -13,16 +13,19 @@ import torch
 
 from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
 
-from .base import Backbone, BackboneInfo
+from .base import Backbone, BackboneInfo, check_output_stride
 from .registry import BACKBONES
 from .weights import PretrainedWeightsUnavailable
 
 
 class TimmBackbone(Backbone):
     def __init__(self, model_name: str = "convnext_tiny", pretrained: bool = True, in_channels: int = 3,
-                 weights: str | None = None, out_indices: list[int] | None = None) -> None:
+                 weights: str | None = None, out_indices: list[int] | None = None, output_stride: int = 32) -> None:
         super().__init__()
+        check_output_stride(model_name, output_stride)
         options = {"features_only": True, "in_chans": in_channels}
+        if output_stride != 32:  # timm dilates the later stages of the models that support it
+            options["output_stride"] = output_stride
         if out_indices is not None:
             options["out_indices"] = tuple(out_indices)
         if weights:

@@ -8,7 +8,7 @@ from torchvision import models
 
 from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
 
-from .base import BackboneInfo, adapt_first_conv_weight
+from .base import BackboneInfo, adapt_first_conv_weight, check_output_stride
 from .registry import BACKBONES
 from .tapped import TappedSequential
 from .weights import load_exactly, published_state
@@ -32,7 +32,9 @@ class VGGBackbone(TappedSequential):
         weights: str | None = None,
         taps: str = "before_pool",
         own_stem: bool = False,
+        output_stride: int = 32,
     ) -> None:
+        check_output_stride(arch, output_stride, (32,))  # VGG has no dilated form: its pools are the strides
         if taps not in ("before_pool", "after_pool"):
             raise ValueError(f"backbone.taps={taps!r}; use before_pool or after_pool")
         build, published = ARCHS[arch]

@@ -32,19 +32,59 @@ def test_the_seed_decoders_are_registered():
     assert model.backbone.strides == [4, 8, 16, 32]
 
 
+def check_logits_and_gradients(model, in_channels: int = 3) -> None:
+    """Logits at the input's size at odd sizes, in train and eval mode, and a gradient for every parameter."""
+    model.train()
+    logits = model(torch.randn(2, in_channels, 67, 71))
+    assert logits.shape == (2, 3, 67, 71)
+    logits.square().mean().backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, in_channels, 100, 150)).shape == (1, 3, 100, 150)
+
+
 @pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("backbone", FAMILIES)
 def test_every_decoder_on_every_backbone_family(backbone, decoder):
-    model = build_model(backbone, decoder, num_classes=3, pretrained=False, decoder_kwargs=SMALL.get(decoder))
-    model.train()
-    x = torch.randn(2, 3, 37, 50)
-    logits = model(x)
-    assert logits.shape == (2, 3, 37, 50)
-    logits.square().mean().backward()
-    assert all(p.grad is not None for p in model.decoder.parameters() if p.requires_grad)
-    model.eval()
-    with torch.no_grad():
-        assert model(torch.randn(1, 3, 32, 64)).shape == (1, 3, 32, 64)
+    check_logits_and_gradients(build_model(backbone, decoder, num_classes=3, pretrained=False, decoder_kwargs=SMALL.get(decoder)))
+
+
+@pytest.mark.parametrize("in_channels", [1, 4])
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_every_decoder_with_one_or_four_input_channels(decoder, in_channels):
+    model = build_model("resnet18", decoder, 3, in_channels=in_channels, pretrained=False, decoder_kwargs=SMALL.get(decoder))
+    check_logits_and_gradients(model, in_channels)
+
+
+@pytest.mark.parametrize("output_stride,strides", [(16, [2, 4, 8, 16, 16]), (8, [2, 4, 8, 8, 8])])
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_every_decoder_on_a_dilated_resnet50(decoder, output_stride, strides):
+    model = build_model("resnet50", decoder, 3, pretrained=False, decoder_kwargs=SMALL.get(decoder),
+                        backbone_kwargs={"output_stride": output_stride})
+    assert model.backbone.strides == strides
+    check_logits_and_gradients(model)
+
+
+def test_atrous_rates_follow_the_output_stride_and_fcn_takes_the_deepest_level():
+    rates = {os: build_model("resnet50", "deeplabv3plus", 3, pretrained=False, backbone_kwargs={"output_stride": os})
+             .decoder.rates for os in (8, 16, 32)}
+    assert rates == {8: [12, 24, 36], 16: [6, 12, 18], 32: [3, 6, 9]}
+    fcn = build_model("resnet50", "fcn8s", 3, pretrained=False, backbone_kwargs={"output_stride": 16},
+                      decoder_kwargs={"fc_channels": 8}).decoder
+    assert fcn.sources == [(4, 2), (3, 1), (2, 1)]  # layer4 pooled to 32 (not layer3), layer3 at 16, layer2 at 8
+
+
+def test_backbones_that_cannot_dilate_and_decoders_that_cannot_fit_are_refused_naming_both():
+    for name in ("vgg16", "resnet18", "mobilenet_v2"):
+        with pytest.raises(ValueError, match=f"backbone '{name}' cannot run at backbone.output_stride=16: it allows 32\\. "
+                                             "Dilated backbones: resnet50.*backbone=timm backbone.name=resnet18"):
+            build_model(name, "unet", 3, pretrained=False, backbone_kwargs={"output_stride": 16})
+    one_level = {"model_name": "convnext_atto", "out_indices": [3]}  # a single stride-32 map
+    with pytest.raises(ValueError, match="decoder 'fcn8s' cannot be built on backbone 'timm' \\(levels 320@32\\).*"
+                                         "no level at stride 16.*fit any pyramid: deeplabv3"):
+        build_model("timm", "fcn8s", 3, pretrained=False, backbone_kwargs=one_level)
+    check_logits_and_gradients(build_model("timm", "deeplabv3plus", 3, pretrained=False, backbone_kwargs=one_level))
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
@@ -144,7 +184,7 @@ def test_timm_backbone_offline_without_cached_weights_says_how_out(tmp_path):
     assert "PretrainedWeightsUnavailable" in result.stderr and "backbone.pretrained=false" in result.stderr
 
 
-@pytest.mark.parametrize("decoder", ["unet", "fcn8s"])
+@pytest.mark.parametrize("decoder", ["unet", "fcn8s", "deeplabv3plus", "segformer"])
 def test_onnx_export_with_dynamic_batch_and_size_matches_pytorch(decoder, tmp_path):
     import onnxruntime as ort
     model = build_model("mobilenet_v2", decoder, 3, pretrained=False, decoder_kwargs=SMALL.get(decoder)).eval()

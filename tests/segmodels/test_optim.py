@@ -47,6 +47,8 @@ def test_schedules():
     assert [poly(0), poly(50), poly(100)] == pytest.approx([1.0, 0.5, 0.0])
     cosine = SCHEDULES.get("cosine")(110, warmup_steps=10)
     assert [cosine(0), cosine(9), cosine(10), cosine(60), cosine(110)] == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0])
+    to_min = SCHEDULES.get("poly")(100, power=1.0, min_factor=0.01)
+    assert [to_min(0), to_min(50), to_min(100)] == pytest.approx([1.0, 0.505, 0.01])
     step = SCHEDULES.get("step")(100, milestones=(0.5, 0.8), gamma=0.1)
     assert [step(49), step(50), step(80)] == pytest.approx([1.0, 0.1, 0.01])
 
@@ -65,6 +67,12 @@ def test_schedules():
                           "decoder.name": "fcn32s", "scheduler.name": "constant"}),
     ("fcn16s_vgg16_voc", {"decoder.name": "fcn16s", "optimizer.lr": 1e-12, "decoder.fc_channels": 4096}),
     ("fcn8s_vgg16_voc", {"decoder.name": "fcn8s", "optimizer.lr": 1e-14, "loss.reduction": "sum"}),
+    ("deeplabv3plus_resnet50_voc", {"backbone.name": "resnet50", "backbone.output_stride": 8, "decoder.name": "deeplabv3plus",
+                                    "decoder.decoder_channels": 512, "decoder.skip_channels": 48, "dataset.crop_size": 512,
+                                    "dataset.batch_size": 16, "optimizer.name": "sgd", "optimizer.lr": 0.01,
+                                    "optimizer.momentum": 0.9, "optimizer.weight_decay": 5e-4, "scheduler.name": "poly",
+                                    "scheduler.power": 0.9, "scheduler.min_factor": 0.01, "trainer.max_steps": 40000,
+                                    "callbacks.freeze.unfreeze_at_epoch": 0}),
 ])
 def test_seed_recipes_compose_with_their_published_settings(experiment, facts):
     from omegaconf import OmegaConf
