@@ -58,11 +58,8 @@ class FeaturePyramid(nn.Module):
         self.lateral = nn.ModuleList(nn.Conv2d(c, pyramid_channels, 1) for c in channels)
         self.output = nn.ModuleList(nn.Conv2d(pyramid_channels, pyramid_channels, 3, padding=1) for _ in channels)
 
-    def forward(self, maps: list[torch.Tensor], top: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """``top`` replaces the coarsest lateral (UPerNet feeds its pyramid pooling there)."""
+    def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
         laterals = [conv(m) for conv, m in zip(self.lateral, maps)]
-        if top is not None:
-            laterals[-1] = top
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + resize_to(laterals[i], laterals[i - 1])
         return [conv(x) for conv, x in zip(self.output, laterals)]
