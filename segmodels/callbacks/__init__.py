@@ -1,7 +1,8 @@
 """Lightning callbacks, one file each; ``conf/callbacks/`` selects them."""
+from .checkpoint import LatestCheckpoint
 from .freeze import FreezeBackbone
 from .nonfinite import StopOnNonFiniteLoss
 from .rank_sync import CheckRanksInSync
 from .test_report import TestReport
 
-__all__ = ["CheckRanksInSync", "FreezeBackbone", "StopOnNonFiniteLoss", "TestReport"]
+__all__ = ["CheckRanksInSync", "FreezeBackbone", "LatestCheckpoint", "StopOnNonFiniteLoss", "TestReport"]
