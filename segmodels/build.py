@@ -33,6 +33,7 @@ def build_model(
             f"decoder '{decoder}' cannot be built on backbone '{backbone}' (levels {pyramid}): {error}. "
             f"Decoders that fit any pyramid: {', '.join(ANY_PYRAMID)}"
         ) from error
+    backbone_net.keep_levels(decoder_net.levels)
     if hasattr(decoder_net, "init_from_backbone"):  # e.g. FCN convolutionalising a VGG classifier
         decoder_net.init_from_backbone(backbone_net)
     backbone_net.classifier_state = {}  # only needed until here; VGG's is 120M parameters

@@ -30,14 +30,24 @@ class SegmentationModel(nn.Module):
         return self.backbone.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        multiple = self.backbone.pad_multiple
+        if multiple > 1:  # a ViT sees whole patches: pad right and bottom, crop the logits back
+            x = F.pad(x, (0, -width % multiple, 0, -height % multiple))
         logits = self.decoder(self.backbone(x))
         if logits.shape[-2:] != x.shape[-2:] or torch.onnx.is_in_onnx_export():  # exported for every size
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return logits
+        return logits[..., :height, :width] if multiple > 1 else logits
+
+    def fresh_modules(self) -> list[nn.Module]:
+        """The backbone's newly initialised parts (a ViT's pyramid adapter), which train with the decoder."""
+        return [getattr(self.backbone, name) for name in self.backbone.fresh]
 
     def freeze_backbone(self, bn_eval: bool = True) -> None:
         """No gradients into the backbone; with ``bn_eval`` its BatchNorm statistics stay fixed too."""
         self.backbone.requires_grad_(False)
+        for module in self.fresh_modules():
+            module.requires_grad_(True)
         self.backbone_frozen, self.frozen_bn_eval = True, bn_eval
         self.train(self.training)
 
@@ -60,6 +70,8 @@ class SegmentationModel(nn.Module):
         if mode and self.frozen_bn_eval:
             if self.backbone_frozen:
                 self.backbone.eval()
+                for module in self.fresh_modules():
+                    module.train()
             for norm in self.early_stages(self.frozen_stages)[1]:
                 norm.eval()
         return self

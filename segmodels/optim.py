@@ -97,9 +97,10 @@ def build_optimizer_from_settings(
     if reference_batch and global_batch:
         lr *= global_batch / reference_batch
     weight_decay = settings.pop("weight_decay", 0.0)
+    fresh = tuple(f"backbone.{name}." for name in model.backbone.fresh)  # new weights: the decoder's rate
     named = {
-        "backbone": list(model.backbone.named_parameters()),
-        "decoder": [(n, p) for n, p in model.named_parameters() if not n.startswith("backbone.")],
+        "backbone": [(n, p) for n, p in model.named_parameters() if n.startswith("backbone.") and not n.startswith(fresh)],
+        "decoder": [(n, p) for n, p in model.named_parameters() if not n.startswith("backbone.") or n.startswith(fresh)],
     }
     groups = parameter_groups(named, {"backbone": lr * backbone_factor, "decoder": lr}, weight_decay, no_decay_norm_bias)
     return build_optimizer(groups, name, lr=lr, **settings)

@@ -35,6 +35,12 @@ class Backbone(nn.Module):
     strides: list[int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    fresh: tuple[str, ...] = ()  # submodules initialised anew (a ViT's pyramid adapter): they train with the decoder
+    pad_multiple: int = 1  # inputs are padded to a multiple of this (a ViT's patch size), logits cropped back
+
+    def keep_levels(self, used: list[int]) -> None:
+        """Told which levels the decoder reads, so new weights that only feed others can go (a ViT's adapter
+        branches); a pretrained network keeps everything."""
 
 
 OUTPUT_STRIDES = (8, 16, 32)

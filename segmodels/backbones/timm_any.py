@@ -15,6 +15,7 @@ from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 from .base import Backbone, BackboneInfo, check_output_stride
 from .registry import BACKBONES
+from .vit import ViTBackbone, is_plain_vit, vit_info
 from .weights import PretrainedWeightsUnavailable
 
 
@@ -53,14 +54,19 @@ class TimmBackbone(Backbone):
 
 
 def resolve_timm(name: str):
-    """The factory for a timm model name (with or without ``timm/``), or None if timm has no such model."""
+    """The factory for a timm model name (with or without ``timm/``), or None if timm has no such model;
+    plain ViTs (one resolution throughout) become pyramids through ``vit.ViTBackbone``."""
     model_name = name.removeprefix("timm/")
-    return partial(TimmBackbone, model_name) if timm.is_model(model_name) else None
+    if not timm.is_model(model_name):
+        return None
+    return partial(ViTBackbone, model_name) if is_plain_vit(model_name) else partial(TimmBackbone, model_name)
 
 
 def timm_info(name: str) -> BackboneInfo:
     """From timm's pretrained config and its feature pyramid built on the meta device (no memory, no weights)."""
     model_name = name.removeprefix("timm/")
+    if is_plain_vit(model_name):
+        return vit_info(model_name)
     with torch.device("meta"):
         net = timm.create_model(model_name, features_only=True, pretrained=False)
     config = net.pretrained_cfg
@@ -73,5 +79,6 @@ def timm_info(name: str) -> BackboneInfo:
 
 # the generic entry: build_model("timm", ..., backbone_kwargs={"model_name": ...}); its info depends on the name
 BACKBONES.register("timm")(TimmBackbone)
+BACKBONES.register("vit")(ViTBackbone)  # build_model("vit", ..., backbone_kwargs={"model_name": ...}), or the name itself
 BACKBONES.fallback = resolve_timm
 BACKBONES.fallback_info = timm_info

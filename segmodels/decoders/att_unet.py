@@ -56,6 +56,7 @@ class AttentionUNetDecoder(nn.Module):
     ) -> None:
         super().__init__()
         levels, widths = len(channels), list(decoder_channels)
+        self.levels = list(range(levels))  # the level indices this decoder reads
         if len(widths) < levels:
             raise ValueError(f"att_unet needs {levels} decoder_channels for {levels} levels, got {widths}")
         self.connection = nn.Conv2d(channels[-1], widths[levels - 1], 3, padding=1)

@@ -55,6 +55,7 @@ class DeepLabV3Decoder(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        self.levels = [len(channels) - 1]  # the level indices this decoder reads
         self.rates = atrous_rates(rates, strides[-1])
         self.aspp = ASPP(channels[-1], decoder_channels, self.rates, dropout)
         self.head = ConvNormAct(decoder_channels, decoder_channels, 3)

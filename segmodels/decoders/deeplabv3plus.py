@@ -38,6 +38,7 @@ class DeepLabV3PlusDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.skip = nearest_level(strides, 4)
+        self.levels = sorted({self.skip, len(channels) - 1})  # the level indices this decoder reads
         self.rates = atrous_rates(rates, strides[-1])
         self.aspp = ASPP(channels[-1], decoder_channels, self.rates, dropout)
         self.project = ConvNormAct(channels[self.skip], skip_channels, 1)

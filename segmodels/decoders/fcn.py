@@ -63,6 +63,7 @@ class FCNDecoder(nn.Module):
         super().__init__()
         self.sources = [level_for_stride(strides, s) for s in (32, 16, 8)[: skips + 1]]
         top = channels[self.sources[0][0]]
+        self.levels = sorted({index for index, _ in self.sources})  # the level indices this decoder reads
         self.fc6 = nn.Conv2d(top, fc_channels, fc_kernel, padding=fc_kernel // 2)
         self.fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
         self.dropout = nn.Dropout2d(dropout) if dropout else nn.Identity()

@@ -32,6 +32,7 @@ class PSPNetDecoder(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        self.levels = [len(channels) - 1]  # the level indices this decoder reads
         self.pooling = PyramidPooling(channels[-1], max(1, channels[-1] // len(bins)), bins)
         self.bottleneck = ConvNormAct(self.pooling.out_channels, decoder_channels, 3)
         self.dropout = nn.Dropout2d(dropout)

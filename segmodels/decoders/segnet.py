@@ -47,6 +47,7 @@ class SegNetDecoder(nn.Module):
     ) -> None:
         super().__init__()
         c = list(channels[-5:])
+        self.levels = list(range(len(channels)))[-5:]  # the level indices this decoder reads
         n = len(c)
         self.top = nn.Sequential(
             nn.ConvTranspose2d(c[-1], c[-1], 2, stride=2), *[m for _ in range(deep_convs) for m in conv_bn_relu(c[-1], c[-1])]

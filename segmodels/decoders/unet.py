@@ -41,6 +41,7 @@ class UNetDecoder(nn.Module):
     ) -> None:
         super().__init__()
         levels = len(channels)
+        self.levels = list(range(levels))  # the level indices this decoder reads
         if len(decoder_channels) < levels - 1:
             raise ValueError(f"unet needs {levels - 1} decoder_channels for {levels} levels, got {list(decoder_channels)}")
         widths = list(decoder_channels[: levels - 1])

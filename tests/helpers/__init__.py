@@ -36,6 +36,12 @@ def count_parameters(model) -> int:
 
 
 SMALL_TIMM = "convnext_atto"  # the generic ``timm`` entry is tested with timm's smallest ConvNeXt
+GENERIC = {"timm": SMALL_TIMM, "vit": "vit_small_patch16_224"}  # entries whose pyramid depends on a model name
+
+
+def concrete(name: str) -> str:
+    """A registered name that builds a network of its own: generic entries (timm, vit) get a small model."""
+    return GENERIC.get(name, name)
 
 
 def backbone_families() -> list[str]:
@@ -48,8 +54,8 @@ def backbone_families() -> list[str]:
         factory = BACKBONES.get(name)
         family = getattr(factory, "func", factory)
         info = BACKBONES.info(name)
-        if info is None:  # a generic entry whose pyramid depends on its options (timm)
-            chosen[family] = SMALL_TIMM
+        if info is None:  # a generic entry whose pyramid depends on its model name (timm, vit)
+            chosen[family] = GENERIC[name]  # a KeyError here: give the new generic entry a small model in GENERIC
             continue
         current = chosen.get(family)
         if current is None or sum(info.channels) < sum(BACKBONES.info(current).channels):

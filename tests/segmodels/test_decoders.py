@@ -39,6 +39,7 @@ def check_logits_and_gradients(model, in_channels: int = 3) -> None:
     assert logits.shape == (2, 3, 67, 71)
     logits.square().mean().backward()
     assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+    assert all(0 <= i < len(model.backbone.channels) for i in model.decoder.levels)  # what the decoder reads
     model.eval()
     with torch.no_grad():
         assert model(torch.randn(1, in_channels, 100, 150)).shape == (1, 3, 100, 150)
