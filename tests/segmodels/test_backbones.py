@@ -2,6 +2,9 @@
 never silently replaced by random ones."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import timm
@@ -12,7 +15,7 @@ from torchvision import models
 from segmodels import BACKBONES, PretrainedWeightsUnavailable, build_model, list_backbones
 from segmodels.backbones.efficientnet_lite import packaged_weights_path, to_timm_keys
 from segmodels.backbones.weights import hub_cache_path
-from tests.helpers import concrete
+from tests.helpers import concrete, subprocess_env
 
 IMAGENET_CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -101,3 +104,14 @@ def test_every_backbone_declares_what_it_builds(name):
     assert list(info.channels) == backbone.channels == [level.shape[1] for level in levels]
     assert list(info.strides) == backbone.strides == [64 // level.shape[-1] for level in levels]
     assert (info.mean, info.std) == (backbone.mean, backbone.std) and info.weights
+
+
+@pytest.mark.parametrize("name", ["convnext_atto", "vit_small_patch14_dinov2"])  # timm's pyramid and a plain ViT
+def test_timm_backbones_offline_without_cached_weights_say_how_out(name, tmp_path):
+    env = subprocess_env()
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    script = f"from segmodels import build_model\nbuild_model('{name}', 'linear', 3, pretrained=True)\n"
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "PretrainedWeightsUnavailable" in result.stderr and f"backbone '{name}'" in result.stderr
+    assert "backbone.weights=" in result.stderr and "backbone.pretrained=false" in result.stderr
