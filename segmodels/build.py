@@ -7,9 +7,8 @@ from datamodules.normalization import Normalization
 
 from .backbones import BACKBONES
 from .decoders import DECODERS
+from .decoders.registry import fitting_any_pyramid
 from .model import SegmentationModel
-
-ANY_PYRAMID = ("deeplabv3", "deeplabv3plus", "fpn", "pspnet", "segformer", "upernet")  # use the levels they find
 
 
 def build_model(
@@ -31,7 +30,7 @@ def build_model(
         pyramid = ", ".join(f"{c}@{s}" for c, s in zip(backbone_net.channels, backbone_net.strides))
         raise ValueError(
             f"decoder '{decoder}' cannot be built on backbone '{backbone}' (levels {pyramid}): {error}. "
-            f"Decoders that fit any pyramid: {', '.join(ANY_PYRAMID)}"
+            f"Decoders that fit any pyramid: {', '.join(fitting_any_pyramid())}"
         ) from error
     backbone_net.keep_levels(decoder_net.levels)
     if hasattr(decoder_net, "init_from_backbone"):  # e.g. FCN convolutionalising a VGG classifier

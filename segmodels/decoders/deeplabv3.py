@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .blocks import ConvNormAct, PooledBranch
-from .registry import DECODERS
+from .registry import ANY_PYRAMID, DECODERS
 
 
 def atrous_rates(rates: Sequence[int], stride: int) -> list[int]:
@@ -43,7 +43,7 @@ class ASPP(nn.Module):
         return self.project(torch.cat([branch(x) for branch in self.branches], dim=1))
 
 
-@DECODERS.register("deeplabv3")
+@DECODERS.register("deeplabv3", ANY_PYRAMID)
 class DeepLabV3Decoder(nn.Module):
     def __init__(
         self,

@@ -21,10 +21,10 @@ from torch import nn
 from .blocks import ConvNormAct
 from .deeplabv3 import ASPP, atrous_rates
 from .levels import nearest_level, resize_to
-from .registry import DECODERS
+from .registry import ANY_PYRAMID, DECODERS
 
 
-@DECODERS.register("deeplabv3plus")
+@DECODERS.register("deeplabv3plus", ANY_PYRAMID)
 class DeepLabV3PlusDecoder(nn.Module):
     def __init__(
         self,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .levels import pyramid_levels, resize_to
-from .registry import DECODERS
+from .registry import ANY_PYRAMID, DECODERS
 
 
 def conv_gn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -65,7 +65,7 @@ class FeaturePyramid(nn.Module):
         return [conv(x) for conv, x in zip(self.output, laterals)]
 
 
-@DECODERS.register("fpn")
+@DECODERS.register("fpn", ANY_PYRAMID)
 class FPNDecoder(nn.Module):
     def __init__(
         self,

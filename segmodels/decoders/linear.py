@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from .levels import pyramid_levels, resize_to
-from .registry import DECODERS
+from .registry import ANY_PYRAMID, DECODERS
 
 
-@DECODERS.register("linear")
+@DECODERS.register("linear", ANY_PYRAMID)
 class LinearDecoder(nn.Module):
     def __init__(self, channels: Sequence[int], strides: Sequence[int], num_classes: int) -> None:
         super().__init__()

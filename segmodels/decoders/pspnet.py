@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from .blocks import ConvNormAct, PyramidPooling
-from .registry import DECODERS
+from .registry import ANY_PYRAMID, DECODERS
 
 
-@DECODERS.register("pspnet")
+@DECODERS.register("pspnet", ANY_PYRAMID)
 class PSPNetDecoder(nn.Module):
     def __init__(
         self,

@@ -18,10 +18,10 @@ from torch import nn
 
 from .blocks import ConvNormAct
 from .levels import pyramid_levels, resize_to
-from .registry import DECODERS
+from .registry import ANY_PYRAMID, DECODERS
 
 
-@DECODERS.register("segformer")
+@DECODERS.register("segformer", ANY_PYRAMID)
 class SegFormerDecoder(nn.Module):
     def __init__(
         self,

@@ -18,10 +18,10 @@ from torch import nn
 
 from .blocks import ConvNormAct, PyramidPooling
 from .levels import pyramid_levels, resize_to
-from .registry import DECODERS
+from .registry import ANY_PYRAMID, DECODERS
 
 
-@DECODERS.register("upernet")
+@DECODERS.register("upernet", ANY_PYRAMID)
 class UPerNetDecoder(nn.Module):
     def __init__(
         self,

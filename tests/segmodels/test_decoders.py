@@ -80,7 +80,8 @@ def test_backbones_that_cannot_dilate_and_decoders_that_cannot_fit_are_refused_n
             build_model(name, "unet", 3, pretrained=False, backbone_kwargs={"output_stride": 16})
     one_level = {"model_name": "convnext_atto", "out_indices": [3]}  # a single stride-32 map
     with pytest.raises(ValueError, match="decoder 'fcn8s' cannot be built on backbone 'timm' \\(levels 320@32\\).*"
-                                         "no level at stride 16.*fit any pyramid: deeplabv3"):
+                                         "no level at stride 16.*fit any pyramid: deeplabv3, deeplabv3plus, fpn, linear, pspnet, "
+                                         "segformer, upernet"):
         build_model("timm", "fcn8s", 3, pretrained=False, backbone_kwargs=one_level)
     check_logits_and_gradients(build_model("timm", "deeplabv3plus", 3, pretrained=False, backbone_kwargs=one_level))
 
