@@ -1,14 +1,29 @@
 """``build_model``: the one factory for every backbone x decoder pair, and the registries' listings."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
+
+from torch import nn
 
 from datamodules.normalization import Normalization
 
-from .backbones import BACKBONES
+from .backbones import BACKBONES, Backbone
 from .decoders import DECODERS
 from .decoders.registry import fitting_any_pyramid
+from .lora import add_lora
 from .model import SegmentationModel
+
+
+def tune_backbone(backbone: Backbone, lora_rank: int = 0, lora_alpha: float | None = None, lora_dropout: float = 0.0,
+                  grad_checkpointing: bool = False) -> list[nn.Parameter]:
+    """The fine-tuning options every backbone takes (``backbone.lora_rank=8``, ``backbone.grad_checkpointing=true``);
+    returns the parameters that stay fixed for good (LoRA's base weights)."""
+    if grad_checkpointing:
+        backbone.set_grad_checkpointing(True)
+    if lora_rank < 0:
+        raise ValueError(f"backbone.lora_rank={lora_rank}: give a positive rank (e.g. 8), or 0 for no LoRA")
+    return add_lora(backbone, lora_rank, lora_alpha, lora_dropout) if lora_rank else []
 
 
 def build_model(
@@ -20,8 +35,13 @@ def build_model(
     backbone_kwargs: dict[str, Any] | None = None,
     decoder_kwargs: dict[str, Any] | None = None,
 ) -> SegmentationModel:
-    """Any registered backbone with any registered decoder, the decoder sized from the backbone's levels."""
-    backbone_net = BACKBONES.get(backbone)(pretrained=pretrained, in_channels=in_channels, **(backbone_kwargs or {}))
+    """Any registered backbone with any registered decoder, the decoder sized from the backbone's levels.
+
+    ``backbone_kwargs`` holds the backbone's own options and those of ``tune_backbone`` (LoRA, checkpointing).
+    """
+    options = dict(backbone_kwargs or {})
+    tuning = {name: options.pop(name) for name in TUNING_OPTIONS if name in options}
+    backbone_net = BACKBONES.get(backbone)(pretrained=pretrained, in_channels=in_channels, **options)
     statistics = Normalization(backbone_net.mean, backbone_net.std).for_channels(in_channels)
     backbone_net.mean, backbone_net.std = statistics.mean, statistics.std
     try:
@@ -36,7 +56,12 @@ def build_model(
     if hasattr(decoder_net, "init_from_backbone"):  # e.g. FCN convolutionalising a VGG classifier
         decoder_net.init_from_backbone(backbone_net)
     backbone_net.classifier_state = {}  # only needed until here; VGG's is 120M parameters
-    return SegmentationModel(backbone_net, decoder_net)
+    model = SegmentationModel(backbone_net, decoder_net)
+    model.fixed = tune_backbone(backbone_net, **tuning)
+    return model
+
+
+TUNING_OPTIONS = tuple(inspect.signature(tune_backbone).parameters)[1:]
 
 
 def list_backbones() -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from hydra.core.config_store import ConfigStore
 
 from .backbones import BACKBONES
+from .build import tune_backbone
 from .decoders import DECODERS
 
 # what build_model passes itself, or the config sets elsewhere (in_channels is a top-level key)
@@ -38,4 +39,7 @@ def register_options() -> None:
     store = ConfigStore.instance()
     for kind, registry in (("backbone", BACKBONES), ("decoder", DECODERS)):
         for name in registry.names():
-            store.store(group=f"options/{kind}", name=name, node=options_of(registry.get(name), NOT_OPTIONS[kind]))
+            options = options_of(registry.get(name), NOT_OPTIONS[kind])
+            if kind == "backbone":  # LoRA and gradient checkpointing: every backbone takes them
+                options.update(options_of(tune_backbone, set()))
+            store.store(group=f"options/{kind}", name=name, node=options)

@@ -19,6 +19,7 @@ class SegmentationModel(nn.Module):
         self.backbone_frozen = False
         self.frozen_bn_eval = True
         self.frozen_stages = 0
+        self.fixed: list[nn.Parameter] = []  # never trained, whatever the freezing (LoRA's base weights)
         self._stage_cache: dict[int, tuple[list[nn.Parameter], list[nn.Module]]] = {}
 
     @property
@@ -55,7 +56,7 @@ class SegmentationModel(nn.Module):
         """Gradients into the backbone again, except its first ``frozen_stages`` stages."""
         self.backbone.requires_grad_(True)
         self.backbone_frozen = False
-        for parameter in self.early_stages(self.frozen_stages)[0]:
+        for parameter in [*self.early_stages(self.frozen_stages)[0], *self.fixed]:
             parameter.requires_grad_(False)
         self.train(self.training)
 
@@ -74,4 +75,10 @@ class SegmentationModel(nn.Module):
                     module.train()
             for norm in self.early_stages(self.frozen_stages)[1]:
                 norm.eval()
+            if self.fixed:  # LoRA: the pretrained BatchNorm statistics stay fixed with the weights
+                fixed = {id(p) for p in self.fixed}
+                for norm in self.backbone.modules():
+                    if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.weight is not None \
+                            and id(norm.weight) in fixed:
+                        norm.eval()
         return self

@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import EMAWeightAveraging, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -49,10 +49,16 @@ def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: l
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """The ``callbacks`` group's entries, in order; progress bars only when the trainer shows one."""
+    """The ``callbacks`` group's entries, in order; progress bars only when the trainer shows one; weight EMA
+    when ``ema.decay`` is set."""
     callbacks = [instantiate(entry) for entry in (cfg.get("callbacks") or {}).values() if entry is not None]
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    ema = _plain(cfg.get("ema")) or {}
+    if ema.get("decay") is not None:
+        if not 0 < ema["decay"] < 1:
+            raise ValueError(f"ema.decay={ema['decay']}: give a factor in (0, 1), e.g. 0.999, or null for no EMA")
+        callbacks.append(EMAWeightAveraging(**ema))
     return callbacks
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,32 @@ class Backbone(nn.Module):
     std: tuple[float, ...]
     fresh: tuple[str, ...] = ()  # submodules initialised anew (a ViT's pyramid adapter): they train with the decoder
     pad_multiple: int = 1  # inputs are padded to a multiple of this (a ViT's patch size), logits cropped back
+    grad_checkpointing: bool = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage's (or block's) activations in the backward pass instead of keeping them: less
+        memory for more compute. timm networks inside (ViTs, ``features_only`` models) use their own switch."""
+        self.grad_checkpointing = enable
+        for module in self.children():
+            if hasattr(module, "set_grad_checkpointing"):
+                module.set_grad_checkpointing(enable)
+
+    def run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``module(x)``, checkpointed when ``grad_checkpointing`` is on and gradients are being recorded.
+
+        BatchNorm layers inside see the batch twice (forward and recomputation), so their running statistics
+        take two momentum steps per batch, as with timm's ``checkpoint_seq``.
+        """
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(module, x, use_reentrant=False)
+        return module(x)
+
+    def layers(self) -> list[list[nn.Parameter]]:
+        """The backbone's parameters grouped from the input to the output, for layer-wise learning-rate decay:
+        by stage (see ``stages.stage_parameters``); a ViT groups by block."""
+        from ..stages import stage_parameters
+
+        return stage_parameters(self)
 
     def keep_levels(self, used: list[int]) -> None:
         """Told which levels the decoder reads, so new weights that only feed others can go (a ViT's adapter

@@ -40,10 +40,10 @@ class ResNetBackbone(Backbone):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         stem = self.relu(self.bn1(self.conv1(x)))
-        c2 = self.layer1(self.maxpool(stem))
-        c3 = self.layer2(c2)
-        c4 = self.layer3(c3)
-        return [stem, c2, c3, c4, self.layer4(c4)]
+        c2 = self.run(self.layer1, self.maxpool(stem))
+        c3 = self.run(self.layer2, c2)
+        c4 = self.run(self.layer3, c3)
+        return [stem, c2, c3, c4, self.run(self.layer4, c4)]
 
 
 ARCHS = {

@@ -21,8 +21,7 @@ class TappedSequential(Backbone):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         levels, start = [], 0
         for end in self.ends:
-            for index in range(start, end):
-                x = self.features[index](x)
+            x = self.run(self.features[start:end], x)  # a slice shares the modules
             levels.append(x)
             start = end
         return levels

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.models import group_parameters
 from torch import nn
 
 from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
@@ -96,13 +97,19 @@ def read_state_dict(path: str | Path, model_name: str) -> dict[str, torch.Tensor
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
+ADAPTERS = ("simple_pyramid", "none")
+
+
 class ViTBackbone(Backbone):
-    fresh = ("adapter",)
+    """``adapter="none"`` leaves the four block outputs as they are (all at the patch stride, ``embed_dim`` wide):
+    the input of the DINOv2 paper's linear probe, for decoders that fit any pyramid (``linear``, ``segformer``)."""
 
     def __init__(self, model_name: str = "vit_small_patch14_dinov2", pretrained: bool = True, in_channels: int = 3,
-                 weights: str | None = None, blocks: int | list[int] = 4, adapter_channels: int = 256,
-                 depth: int | None = None, output_stride: int = 32) -> None:
+                 weights: str | None = None, blocks: int | list[int] = 4, adapter: str = "simple_pyramid",
+                 adapter_channels: int = 256, depth: int | None = None, output_stride: int = 32) -> None:
         super().__init__()
+        if adapter not in ADAPTERS:
+            raise ValueError(f"backbone.adapter={adapter!r}: choose one of {', '.join(ADAPTERS)}")
         check_output_stride(model_name, output_stride, (32,))  # the pyramid is the adapter's, not dilation's
         options = {"num_classes": 0, "in_chans": in_channels, **({"depth": depth} if depth else {})}
         try:
@@ -122,9 +129,13 @@ class ViTBackbone(Backbone):
             raise ValueError(f"backbone.blocks={blocks}: give 4 block indices in 0..{count - 1} (or a count, 4)")
         # drop what no level uses (blocks after the last taken, the final norm, the head): every weight trains
         self.vit.prune_intermediate_layers(sorted(set(self.blocks)), prune_norm=True, prune_head=True)
-        self.adapter = SimplePyramid(self.vit.embed_dim, adapter_channels)
         self.pad_multiple = self.vit.patch_embed.patch_size[0]
-        self.channels, self.strides = [adapter_channels] * 4, list(STRIDES)
+        if adapter == "none":
+            self.adapter, self.fresh = None, ()
+            self.channels, self.strides = [self.vit.embed_dim] * 4, [self.pad_multiple] * 4
+        else:
+            self.adapter, self.fresh = SimplePyramid(self.vit.embed_dim, adapter_channels), ("adapter",)
+            self.channels, self.strides = [adapter_channels] * 4, list(STRIDES)
         config = self.vit.pretrained_cfg
         self.mean, self.std = tuple(config.get("mean", IMAGENET_MEAN)), tuple(config.get("std", IMAGENET_STD))
 
@@ -136,12 +147,21 @@ class ViTBackbone(Backbone):
             return timm.create_model(model_name, pretrained=pretrained, **options)
 
     def keep_levels(self, used: list[int]) -> None:
-        self.adapter.keep(used)
+        if self.adapter is not None:
+            self.adapter.keep(used)
+
+    def layers(self) -> list[list[nn.Parameter]]:
+        """By block, as BEiT and timm's layer decay group a ViT: the patch and position embeddings first, then
+        one group per block (timm's ``group_matcher``); the adapter is new weights and is in none."""
+        parameters = dict(self.vit.named_parameters())
+        groups = group_parameters(self.vit, self.vit.group_matcher(coarse=False))
+        return [[parameters[name] for name in names] for _, names in sorted(groups.items())]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         taken = sorted(set(self.blocks))  # timm returns one map per block, however often it is named
         maps = self.vit.forward_intermediates(x, indices=taken, output_fmt="NCHW", intermediates_only=True)
-        return self.adapter([maps[taken.index(b)] for b in self.blocks])
+        maps = [maps[taken.index(b)] for b in self.blocks]
+        return maps if self.adapter is None else self.adapter(maps)
 
 
 def vit_info(model_name: str, adapter_channels: int = 256) -> BackboneInfo:

@@ -94,3 +94,13 @@ def test_train_py_path_with_a_frozen_dinov2(tiny_demo, tmp_path):
     adapter = [k for k in before if k.startswith("model.backbone.adapter.") and k.endswith("weight")]
     assert vit and all(torch.equal(before[k], after[k]) for k in vit)  # the frozen ViT did not move
     assert adapter and any(not torch.equal(before[k], after[k]) for k in adapter)  # the adapter learned
+
+
+def test_without_the_adapter_the_levels_are_the_raw_blocks_for_a_linear_probe():
+    model = build_model("vit_small_patch14_dinov2", "linear", 3, pretrained=False,
+                        backbone_kwargs={"depth": 2, "adapter": "none"})
+    assert model.backbone.channels == [384] * 4 and model.backbone.strides == [14] * 4 and model.backbone.fresh == ()
+    assert sum(p.numel() for p in model.decoder.parameters()) == 4 * 384 * 2 + 4 * 384 * 3 + 3  # BatchNorm + 1x1 conv
+    check_logits_and_gradients(model)
+    with pytest.raises(ValueError, match="backbone.adapter='fpn': choose one of simple_pyramid, none"):
+        build_model("vit_small_patch14_dinov2", "linear", 3, pretrained=False, backbone_kwargs={"depth": 2, "adapter": "fpn"})
