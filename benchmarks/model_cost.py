@@ -2,6 +2,10 @@
 
     python benchmarks/model_cost.py                      # every backbone x every decoder, 512 x 512
     python benchmarks/model_cost.py --size 256 --pairs vgg16:unet resnet50:fcn8s
+    python benchmarks/model_cost.py --trainable --pairs vit_small_patch16_224:upernet   # + trainable counts
+
+``--trainable`` adds the parameters that train under full fine-tuning, with the backbone frozen (the decoder
+and the backbone's new weights, e.g. a ViT's pyramid adapter), and with LoRA of rank 8 (``backbone.lora_rank=8``).
 
 Models are built on the meta device, so nothing is computed and no weights are needed: the counts
 come from torch.utils.flop_counter (one multiply-add = 2 FLOPs). Writes JSON and prints a markdown table.
@@ -20,14 +24,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segmodels import build_model, list_backbones, list_decoders  # noqa: E402
 
 
-def cost(backbone: str, decoder: str, size: int, num_classes: int) -> dict:
+def trainable(backbone: str, decoder: str, num_classes: int) -> dict[str, int]:
+    with torch.device("meta"):
+        model = build_model(backbone, decoder, num_classes=num_classes, pretrained=False)
+        lora = build_model(backbone, decoder, num_classes=num_classes, pretrained=False, backbone_kwargs={"lora_rank": 8})
+    full = sum(p.numel() for p in model.parameters())
+    model.freeze_backbone()
+    return {"full": full, "frozen": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "lora8": sum(p.numel() for p in lora.parameters() if p.requires_grad)}
+
+
+def cost(backbone: str, decoder: str, size: int, num_classes: int, with_trainable: bool = False) -> dict:
     with torch.device("meta"):
         model = build_model(backbone, decoder, num_classes=num_classes, pretrained=False).eval()
         x = torch.empty(1, 3, size, size)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(x)
-    return {
+    extra = {"trainable": trainable(backbone, decoder, num_classes)} if with_trainable else {}
+    return {**extra,
         "backbone": backbone,
         "decoder": decoder,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -42,10 +57,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--num-classes", type=int, default=21)
     parser.add_argument("--pairs", nargs="*", help="backbone:decoder pairs (default: the whole grid)")
+    parser.add_argument("--trainable", action="store_true", help="also count trainable parameters: full, frozen, LoRA 8")
     parser.add_argument("--out", default="benchmarks/results/model_cost.json")
     args = parser.parse_args()
     pairs = [p.split(":") for p in args.pairs] if args.pairs else [(b, d) for b in list_backbones() for d in list_decoders()]
-    rows = [cost(b, d, args.size, args.num_classes) for b, d in pairs]
+    rows = [cost(b, d, args.size, args.num_classes, args.trainable) for b, d in pairs]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rows, indent=2))
     decoders = sorted({r["decoder"] for r in rows}, key=[d for _, d in pairs].index)
@@ -58,6 +74,18 @@ def main() -> None:
             row = next((r for r in rows if r["backbone"] == backbone and r["decoder"] == decoder), None)
             cells.append(f"{row['parameters'] / 1e6:.1f} M / {row['gflops']:.0f}" if row else "")
         print(f"| `{backbone}` | " + " | ".join(cells) + " |")
+    if args.trainable:
+        print("\nTrainable parameters (millions): full / backbone frozen / LoRA rank 8:\n")
+        print("| backbone | " + " | ".join(decoders) + " |")
+        print("| --- |" + " --- |" * len(decoders))
+        for backbone in dict.fromkeys(r["backbone"] for r in rows):
+            cells = []
+            for decoder in decoders:
+                row = next((r for r in rows if r["backbone"] == backbone and r["decoder"] == decoder), None)
+                counts = row["trainable"] if row else None
+                cells.append(f"{counts['full'] / 1e6:.1f} / {counts['frozen'] / 1e6:.1f} / {counts['lora8'] / 1e6:.1f}"
+                             if counts else "")
+            print(f"| `{backbone}` | " + " | ".join(cells) + " |")
     print(f"\nwritten to {args.out}")
 
 

@@ -54,8 +54,27 @@ def print_summary(output_dir: Path, metrics: dict[str, Any], monitor: str) -> No
     if "test/mIoU" in metrics:
         lines.append(f"test mIoU        {100 * metrics['test/mIoU']:.2f}%  (per class: the table above)")
     lines.append(f"metrics          {output_dir / 'metrics.json'}")
+    lines.append(f"model folder     {output_dir / 'model'}  (SegmentationModule.from_pretrained)")
     lines.append("go on with")
     lines.append(f"  tensorboard --logdir {shlex.quote(str(output_dir / 'tensorboard'))}")
     if best:
         lines.append(f"  python predict.py ckpt_path={shlex.quote(str(best))} input=<image or folder> output=predictions")
+        lines.append(f"  python evaluate.py ckpt_path={shlex.quote(str(best))} scales=[0.5,0.75,1.0,1.25,1.5,1.75] flip=true")
+    print("\n".join(lines))
+
+
+def print_evaluation(metrics: dict[str, Any], output_dir: str | Path) -> None:
+    """The protocol, the headline scores and where the files are."""
+    protocol = metrics["protocol"]
+    output_dir = Path(output_dir)
+    lines = [
+        "",
+        f"{metrics['checkpoint']} on {metrics['split']} ({metrics['images']} images of {metrics['dataset']})",
+        f"protocol         scales {protocol['scales']}, flip {protocol['flip']}, tile {protocol['tile']}",
+        f"mIoU             {100 * metrics['mIoU']:.2f}%   pixel accuracy {100 * metrics['pixel_accuracy']:.2f}%",
+        f"boundary IoU     {100 * metrics['mean_boundary_iou']:.2f}%   (band {protocol['boundary_ratio']:g} of the diagonal)",
+        f"ECE              {100 * metrics['ece']:.2f}%   ({protocol['calibration_bins']} bins)",
+        f"time             {metrics['seconds_per_image']:.3f} s per image",
+        f"files            {output_dir}/ (metrics.json, per_image.csv, worst.png, reliability.png, confusion_matrix.*, iou.png)",
+    ]
     print("\n".join(lines))

@@ -1,7 +1,49 @@
-"""Segmentation scores from one confusion matrix accumulated over the whole split."""
+"""Segmentation scores accumulated over a whole split: the confusion matrix (mIoU, Dice, accuracies), boundary
+IoU and calibration, in one torchmetrics ``Metric`` that training's test and ``evaluate.py`` share."""
 from __future__ import annotations
 
 import torch
+from torchmetrics import Metric
+
+from .boundary import boundary_counts
+from .calibration import calibration_counts, expected_calibration_error
+
+
+class SegmentationScores(Metric):
+    """Sums of counts (so batches, images and DDP processes add up exactly), kept on the model's device.
+
+    ``update(probabilities, targets)`` takes (N, C, H, W) class probabilities and (N, H, W) targets.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, boundary_ratio: float = 0.02, bins: int = 15) -> None:
+        super().__init__()
+        self.num_classes, self.ignore_index, self.boundary_ratio, self.bins = num_classes, ignore_index, boundary_ratio, bins
+        self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("boundary_intersection", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("boundary_union", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("calibration", torch.zeros(3, bins, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, probabilities: torch.Tensor, targets: torch.Tensor) -> None:
+        predictions = probabilities.argmax(dim=1)
+        targets = targets.long()
+        valid = targets != self.ignore_index
+        pairs = targets[valid] * self.num_classes + predictions[valid]
+        self.confusion += torch.bincount(pairs, minlength=self.num_classes ** 2).view(self.num_classes, -1)
+        intersection, union = boundary_counts(predictions, targets, self.num_classes, self.ignore_index,
+                                              self.boundary_ratio)
+        self.boundary_intersection += intersection
+        self.boundary_union += union
+        self.calibration += calibration_counts(probabilities, targets, self.ignore_index, self.bins)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        scores = scores_from_confusion(self.confusion)
+        union = self.boundary_union.double()
+        nan = torch.tensor(float("nan"), dtype=union.dtype, device=union.device)
+        boundary = torch.where(union > 0, self.boundary_intersection / union.clamp(min=1), nan)
+        return {**scores, "boundary_iou": boundary, "mean_boundary_iou": boundary.nanmean(),
+                "ece": expected_calibration_error(self.calibration), "calibration": self.calibration}
 
 
 def scores_from_confusion(confusion: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -14,9 +14,9 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from datamodules.normalization import Normalization
 
 from .build import build_model
-from .checkpoints import portable_hyperparameters
+from .checkpoints import open_checkpoint, portable_hyperparameters
 from .losses import build_loss
-from .metrics import format_iou_table, scores_from_confusion
+from .metrics import SegmentationScores, format_iou_table, scores_from_confusion
 from .optim import build_optimizer_from_settings, build_schedule
 from .probabilities import predict_probabilities
 from .visualize import prediction_grid
@@ -28,6 +28,19 @@ log = logging.getLogger(__name__)
 @rank_zero_only
 def report_test_table(table: str) -> None:
     log.info("Per-class IoU on the test split (%%):\n%s", table)
+
+
+def scores_report(scores: dict[str, torch.Tensor], class_names: list[str]) -> dict[str, Any]:
+    """Plain numbers for metrics.json: the summary scores, per-class IoU, Dice and boundary IoU, ECE, the
+    confusion matrix and the calibration bins."""
+    return {
+        **{name: scores[name].item() for name in (*SUMMARY_SCORES, "mean_boundary_iou", "ece")},
+        "iou": dict(zip(class_names, scores["iou"].tolist())),
+        "dice": dict(zip(class_names, scores["dice"].tolist())),
+        "boundary_iou": dict(zip(class_names, scores["boundary_iou"].tolist())),
+        "confusion": scores["confusion"].long().tolist(),
+        "calibration_bins": dict(zip(("pixels", "confidence_sum", "correct_sum"), scores["calibration"].tolist())),
+    }
 
 
 class SegmentationModule(L.LightningModule):
@@ -68,10 +81,36 @@ class SegmentationModule(L.LightningModule):
         options = dict(loss or {"name": "ce"})
         self.criterion = build_loss(options.pop("name"), ignore_index, class_weights, **options)
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
-        self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
+        self.test_scores_metric = SegmentationScores(num_classes, ignore_index)  # evaluate.py's, at one scale
         self.test_scores: dict[str, Any] = {}
         self._preview: tuple[torch.Tensor, ...] | None = None
         self.memory_format = torch.contiguous_format
+
+    @classmethod
+    def restore(cls, path: str, map_location: str | torch.device = "cpu", key: str = "ckpt_path") -> "SegmentationModule":
+        """The module a checkpoint holds, in eval mode, with clear errors for a missing or broken file (``key`` is
+        the option that named it)."""
+        checkpoint = open_checkpoint(path, key)
+        if "hyper_parameters" not in checkpoint:
+            raise ValueError(f"{key}={path}: the checkpoint holds no hyper-parameters, so the model cannot be rebuilt; "
+                             f"give a checkpoint written by train.py")
+        module = cls(**portable_hyperparameters(dict(checkpoint["hyper_parameters"])))
+        module.load_state_dict(checkpoint["state_dict"])
+        module.datamodule_config = checkpoint.get("datamodule")
+        return module.to(map_location).eval()
+
+    def save_pretrained(self, folder: str, metrics: dict[str, Any] | None = None, recipe: str | None = None):
+        """``folder``/model.safetensors, config.json and README.md (see ``segmodels.pretrained``)."""
+        from .pretrained import save_pretrained
+
+        return save_pretrained(self, folder, metrics, recipe)
+
+    @classmethod
+    def from_pretrained(cls, folder: str, map_location: str | torch.device = "cpu") -> "SegmentationModule":
+        """The model ``save_pretrained`` wrote, in eval mode; needs neither Hydra nor data nor a download."""
+        from .pretrained import load_pretrained
+
+        return load_pretrained(cls, folder, map_location)
 
     def use_channels_last(self) -> None:
         """NHWC weights and inputs: what tensor cores want for convolutions (bf16/fp16 on recent GPUs)."""
@@ -130,11 +169,11 @@ class SegmentationModule(L.LightningModule):
             self._preview = (batch["image"][:k], batch["mask"][:k], predictions[:k])
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_confusion, "test")
+        logits = self(batch["image"])
+        self.log("test/loss", self.criterion(logits, batch["mask"]), on_epoch=True, sync_dist=True, batch_size=len(logits))
+        self.test_scores_metric.update(logits.float().softmax(dim=1), batch["mask"])
 
-    def _log_scores(self, confusion: MulticlassConfusionMatrix, stage: str) -> dict[str, torch.Tensor]:
-        scores = scores_from_confusion(confusion.compute())
-        confusion.reset()
+    def _log_scores(self, scores: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         for name in SUMMARY_SCORES:
             self.log(f"{stage}/{name}", scores[name].float(), prog_bar=name == "mIoU")
         for name, value in zip(self.class_names, scores["iou"]):
@@ -143,7 +182,8 @@ class SegmentationModule(L.LightningModule):
         return scores
 
     def on_validation_epoch_end(self) -> None:
-        self._log_scores(self.val_confusion, "val")
+        self._log_scores(scores_from_confusion(self.val_confusion.compute()), "val")
+        self.val_confusion.reset()
         experiment = getattr(self.logger, "experiment", None)
         if self._preview is not None and hasattr(experiment, "add_image") and not self.trainer.sanity_checking:
             grid = prediction_grid(*self._preview, self.mean, self.std)
@@ -151,13 +191,11 @@ class SegmentationModule(L.LightningModule):
         self._preview = None
 
     def on_test_epoch_end(self) -> None:
-        scores = self._log_scores(self.test_confusion, "test")
-        self.test_scores = {
-            **{name: scores[name].item() for name in SUMMARY_SCORES},
-            "iou": dict(zip(self.class_names, scores["iou"].tolist())),
-            "dice": dict(zip(self.class_names, scores["dice"].tolist())),
-            "confusion": scores["confusion"].long().tolist(),
-        }
+        scores = self._log_scores(self.test_scores_metric.compute(), "test")
+        self.test_scores_metric.reset()
+        self.log("test/mean_boundary_iou", scores["mean_boundary_iou"].float())
+        self.log("test/ece", scores["ece"].float())
+        self.test_scores = scores_report(scores, self.class_names)
         report_test_table(format_iou_table(scores["iou"].cpu(), self.class_names))
 
     def configure_optimizers(self):
@@ -174,3 +212,5 @@ class SegmentationModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         portable_hyperparameters(checkpoint["hyper_parameters"])
+        if getattr(self, "datamodule_config", None):  # evaluate.py's default dataset
+            checkpoint["datamodule"] = self.datamodule_config

@@ -1,4 +1,5 @@
-"""The files a test leaves: the confusion matrix as CSV and PNG, and a per-class IoU chart."""
+"""The files a test or an evaluation leaves: the confusion matrix as CSV and PNG, a per-class IoU chart, the
+reliability diagram and the gallery of worst images."""
 from __future__ import annotations
 
 import csv
@@ -53,4 +54,61 @@ def plot_iou(path: Path, iou: dict[str, float]) -> None:
     axis.set_title(f"per-class IoU, mean {100 * sum(finite) / max(1, len(finite)):.2f}%")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_reliability(path: Path, bins: dict[str, list[float]], ece: float) -> None:
+    """The calibration diagram: accuracy against mean confidence per bin, the diagonal being perfect."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    pixels, confidence, correct = (np.asarray(bins[k], dtype=float) for k in ("pixels", "confidence_sum", "correct_sum"))
+    count = len(pixels)
+    edges = np.linspace(0, 1, count + 1)
+    filled = pixels > 0
+    accuracy = np.divide(correct, pixels, out=np.zeros_like(correct), where=filled)
+    mean_confidence = np.divide(confidence, pixels, out=np.zeros_like(confidence), where=filled)
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.bar(edges[:-1], accuracy, width=1 / count, align="edge", edgecolor="black", color="tab:blue", label="accuracy")
+    axis.bar(edges[:-1][filled], (mean_confidence - accuracy)[filled], bottom=accuracy[filled], width=1 / count,
+             align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
+    axis.plot([0, 1], [0, 1], "k--", linewidth=1)
+    axis.set_xlabel("confidence")
+    axis.set_ylabel("accuracy")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_title(f"reliability over labelled pixels, ECE {100 * ece:.2f}%")
+    axis.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_worst(path: Path, entries: list) -> None:
+    """One row per image, worst first: the image, the truth and the prediction in VOC colours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from datamodules.palette import voc_palette
+
+    palette = voc_palette()
+    figure, axes = plt.subplots(len(entries), 3, figsize=(9, 3 * len(entries)), squeeze=False)
+    for row, (name, miou, image, truth, prediction) in zip(axes, entries):
+        picture = image.permute(1, 2, 0).numpy()
+        picture = picture[..., :3] if picture.shape[-1] >= 3 else picture[..., 0]
+        row[0].imshow(picture, cmap=None if picture.ndim == 3 else "gray")
+        row[0].set_title(f"{name}: mIoU {100 * miou:.1f}%", fontsize=9)
+        row[1].imshow(palette[truth.numpy()])
+        row[1].set_title("truth", fontsize=9)
+        row[2].imshow(palette[prediction.numpy()])
+        row[2].set_title("prediction", fontsize=9)
+        for axis in row:
+            axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
     plt.close(figure)

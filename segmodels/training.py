@@ -91,6 +91,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.dataset)
     datamodule.prepare_data()
     module = build_module(cfg, datamodule.num_classes, datamodule.class_names)
+    module.datamodule_config = _plain(cfg.dataset)  # saved in checkpoints: what evaluate.py reads by default
     if cfg.get("model", {}).get("init_from"):
         load_matching(module, cfg.model.init_from)
     if datamodule.in_channels != module.hparams.in_channels:
@@ -130,6 +131,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     _write(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    if trainer.is_global_zero:  # the best (tested) weights as a folder anyone can load: SegmentationModule.from_pretrained
+        scores = {**module.test_scores, "protocol": "single scale, whole images", "split": "test",
+                  "dataset": str(datamodule.root)}
+        module.save_pretrained(str(output_dir / "model"), scores, OmegaConf.to_yaml(cfg, resolve=True))
     print_summary(output_dir, metrics, cfg.monitor)
     # Lightning's trainer, module and loaders reference each other: without a collection here, every job
     # of a sweep run in one process (hydra -m) would keep its model and optimiser state alive

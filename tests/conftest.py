@@ -27,3 +27,15 @@ def offline_hub(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
     return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_demo, tmp_path_factory) -> tuple[Path, dict]:
+    """One short train.py run on the tiny demo data (two epochs of two batches), shared by the tests of what
+    comes after training: evaluate.py, export.py, the model folder. Returns the run folder and its metrics."""
+    from segmodels.training import train
+    from tests.helpers import compose_train, tiny_overrides
+
+    output = tmp_path_factory.mktemp("trained_run")
+    metrics = train(compose_train(tiny_overrides(tiny_demo, output, "trainer.max_epochs=2")))
+    return output, metrics

@@ -1,0 +1,25 @@
+"""Evaluate a checkpoint: ``python evaluate.py ckpt_path=run/checkpoints/best.ckpt [split=val] [scales=[...]] [flip=true]``.
+
+Writes metrics.json, per_image.csv, worst.png, reliability.png, confusion_matrix.csv/.png and iou.png into its
+own run folder (outputs/evaluate/<date>/<time>, or hydra.run.dir=...). See segmodels/evaluation.py.
+"""
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+
+@hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    from segmodels.console import print_evaluation, quiet_third_party
+    from segmodels.evaluation import evaluate
+
+    quiet_third_party()
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else None
+    metrics = evaluate(cfg.ckpt_path, cfg.output_dir, dataset=dataset, split=cfg.split, scales=list(cfg.scales),
+                       flip=cfg.flip, tile=cfg.tile, overlap=cfg.overlap, boundary_ratio=cfg.boundary_ratio,
+                       bins=cfg.calibration_bins, worst=cfg.worst, device=cfg.device)
+    print_evaluation(metrics, cfg.output_dir)
+    return metrics["mIoU"]
+
+
+if __name__ == "__main__":
+    main()
