@@ -7,6 +7,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from .images import UnreadableImage, read_image
 from .masks import read_mask
 from .progress import progress
 
@@ -18,19 +19,35 @@ def evenly_spaced(count: int, limit: int | None) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, count - 1, limit)})
 
 
+def header_size(path: Path, kind: str) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError) as error:  # not an image at all (the header cannot be parsed)
+        raise UnreadableImage(path, error, kind) from error
+
+
+def check_decodable(images: Sequence[Sequence[Path]], masks: Sequence[Path], keep_single_channel: bool) -> None:
+    """Every image and mask decodes in full (``dataset.check_images=true``): a truncated JPEG passes the header
+    check and would otherwise stop training only when first read."""
+    for image_paths, mask_path in progress(zip(images, masks), "decode every file", "pair", total=len(masks)):
+        for image_path in image_paths:
+            read_image(image_path, keep_single_channel)
+        read_mask(mask_path)
+
+
 def check_sizes(images: Sequence[Sequence[Path]], masks: Sequence[Path]) -> None:
     """Image and mask of each pair have the same size (headers only: no decoding)."""
     for image_paths, mask_path in progress(zip(images, masks), "check sizes", "pair", total=len(masks)):
-        with Image.open(mask_path) as mask:
-            mask_size = mask.size
+        mask_size = header_size(mask_path, "mask")
         for image_path in image_paths:
-            with Image.open(image_path) as image:
-                if image.size != mask_size:
-                    raise ValueError(
-                        f"image {image_path} is {image.size[0]}x{image.size[1]} but its mask {mask_path} is "
-                        f"{mask_size[0]}x{mask_size[1]}; masks must match their images pixel for pixel "
-                        f"(re-export the mask at the image's size)"
-                    )
+            size = header_size(image_path, "image")
+            if size != mask_size:
+                raise ValueError(
+                    f"image {image_path} is {size[0]}x{size[1]} but its mask {mask_path} is "
+                    f"{mask_size[0]}x{mask_size[1]}; masks must match their images pixel for pixel "
+                    f"(re-export the mask at the image's size)"
+                )
 
 
 def check_mask_values(

@@ -47,7 +47,8 @@ class VOCSegmentationDataset(Dataset):
                     f"name '{split}' (dataset.train_split / val_split / test_split), or split the masks found "
                     f"with dataset.split_fractions (e.g. '{{train: 0.8, val: 0.2}}')"
                 )
-            ids = [line.split()[0] for line in self.split_file.read_text().splitlines() if line.strip()]
+            ids = [line.split()[0] for line in read_text(self.split_file, "split file", "one image id per line")
+                   .splitlines() if line.strip()]
             if not ids:
                 raise ValueError(f"split file {self.split_file} lists no images; add image ids, one per line")
         self.ids = list(ids)
@@ -92,4 +93,16 @@ class VOCSegmentationDataset(Dataset):
 def read_class_names(root: Path) -> list[str] | None:
     """labelme writes ``class_names.txt``, one name per line (``_background_`` first)."""
     path = root / "class_names.txt"
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.is_file() else None
+    if not path.is_file():
+        return None
+    return [line.strip() for line in read_text(path, "class names file", "one class name per line, background first")
+            .splitlines() if line.strip()] or None
+
+
+def read_text(path: Path, what: str, expected: str) -> str:
+    """A small text file, or an error naming it when it is not text (a binary or a wrongly encoded file)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} {path} is not UTF-8 text ({error.reason} at byte {error.start}); it should hold "
+                         f"{expected}. Save it again as plain text") from error

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 SINGLE_CHANNEL_MODES = ("L", "I", "I;16", "F")
+JPEG = (".jpg", ".jpeg")
 
 
 def read_image(path: Path, keep_single_channel: bool) -> np.ndarray:
@@ -16,10 +17,29 @@ def read_image(path: Path, keep_single_channel: bool) -> np.ndarray:
     OpenCV decodes JPEGs about twice as fast as Pillow here; Pillow reads what OpenCV cannot and keeps
     single-channel modes."""
     if not keep_single_channel:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        data = np.fromfile(path, dtype=np.uint8)  # raises FileNotFoundError itself
+        if Path(path).suffix.lower() in JPEG and b"\xff\xd9" not in data[-32:].tobytes():
+            # OpenCV decodes a truncated JPEG without complaint, the missing part grey: refuse it instead
+            raise UnreadableImage(path, EOFError("no end-of-image marker: the file is truncated"))
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
         if bgr is not None:
             return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    with Image.open(path) as image:
-        if keep_single_channel and image.mode in SINGLE_CHANNEL_MODES:
-            return np.array(image.convert("L"))[..., None]
-        return np.array(image.convert("RGB"))
+    try:
+        with Image.open(path) as image:
+            if keep_single_channel and image.mode in SINGLE_CHANNEL_MODES:
+                return np.array(image.convert("L"))[..., None]
+            return np.array(image.convert("RGB"))
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated files, bad headers
+        raise UnreadableImage(path, error) from error
+
+
+class UnreadableImage(ValueError):
+    """A file that should be an image and cannot be decoded: named, with what to do."""
+
+    def __init__(self, path: Path, error: BaseException, kind: str = "image") -> None:
+        self.path = Path(path)
+        super().__init__(f"{kind} {path} cannot be decoded ({type(error).__name__}: {str(error)[:160]}); the file is "
+                         f"corrupt, truncated or not an image. Replace it (re-export or re-download), or remove its id "
+                         f"from the split file; dataset.check_images=true finds every such file before training")

@@ -8,6 +8,7 @@ from typing import Mapping
 import numpy as np
 from PIL import Image
 
+from .images import UnreadableImage
 from .palette import voc_palette
 
 
@@ -38,15 +39,20 @@ def read_mask(path: Path, value_map: Mapping[int, int] | None = None) -> np.ndar
 
     ``value_map`` renames stored values first, e.g. ``{255: 1}`` for binary masks saved as 0/255.
     """
-    with Image.open(path) as image:
-        if image.mode in ("P", "L"):
-            mask = np.array(image)
-        elif image.mode in ("RGB", "RGBA"):
-            mask = _rgb_to_indices(np.array(image.convert("RGB")), path)
-        else:
-            raise ValueError(
-                f"mask {path} has mode {image.mode}; save masks as palette or 8-bit grayscale PNGs of class indices"
-            )
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("P", "L"):
+                mask = np.array(image)
+            elif image.mode in ("RGB", "RGBA"):
+                mask = _rgb_to_indices(np.array(image.convert("RGB")), path)
+            else:
+                raise ValueError(
+                    f"mask {path} has mode {image.mode}; save masks as palette or 8-bit grayscale PNGs of class indices"
+                )
+    except (FileNotFoundError, ValueError):
+        raise
+    except (OSError, SyntaxError) as error:  # PIL: UnidentifiedImageError, truncated files
+        raise UnreadableImage(path, error, kind="mask") from error
     if value_map:
         lookup = np.arange(256, dtype=np.uint8)
         for stored, label in value_map.items():

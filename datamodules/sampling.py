@@ -15,14 +15,19 @@ class EpochShuffleSampler(DistributedSampler):
     ``r`` takes positions ``r, r + n, ...`` of the one global permutation, so with batch ``b`` per process
     every optimiser step sees the same ``n * b`` images as a single process with batch ``n * b``. Being a
     DistributedSampler already, Lightning leaves it in place under DDP (and calls ``set_epoch``).
+
+    ``start`` skips the first samples of the epoch (set when resuming mid-epoch, see segmodels' ``ExactResume``);
+    the length stays the epoch's, so the trainer's batch count does not change.
     """
 
     def __init__(self, length: int, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
         super().__init__(range(length), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.start = 0
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for index in super().__iter__():
-            yield self.epoch, index
+        for position, index in enumerate(super().__iter__()):
+            if position >= self.start:
+                yield self.epoch, index
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -19,6 +19,8 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*predefined.*")
+    # mid-epoch resume is exact through the ExactResume callback (sampler position, RNG states), not the loader
+    warnings.filterwarnings("ignore", message=".*ended before the epoch ended and your dataloader is not resumable.*")
     os.environ.setdefault("POSSIBLE_USER_WARNINGS", "off")  # Lightning's 'consider installing ...' tips
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
                  "lightning.fabric.utilities.seed", "lightning.pytorch.callbacks.model_summary"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -85,6 +86,13 @@ class SegmentationModule(L.LightningModule):
         self.test_scores: dict[str, Any] = {}
         self._preview: tuple[torch.Tensor, ...] | None = None
         self.memory_format = torch.contiguous_format
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs) -> "SegmentationModule":  # type: ignore[override]
+        """Lightning's loader, after a check that names a missing or broken file instead of failing inside torch."""
+        if isinstance(checkpoint_path, (str, Path)):
+            open_checkpoint(checkpoint_path, "checkpoint_path")
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     @classmethod
     def restore(cls, path: str, map_location: str | torch.device = "cpu", key: str = "ckpt_path") -> "SegmentationModule":

@@ -7,11 +7,15 @@ import os
 from omegaconf import OmegaConf
 
 
-def srun_step_or(default: str) -> str:
-    """The run folder's name: under ``srun`` every task of a step gets the same one, ``slurm-<job>.<step>``
-    (the time would differ between tasks and give each rank its own folder); elsewhere ``default``."""
+def slurm_or(default: str) -> str:
+    """The run folder's name: under SLURM, ``slurm-<job>.<step>`` inside ``srun`` (every task of a step gets the
+    same one; the time would differ between tasks and give each rank its own folder) or ``slurm-<job>`` in a batch
+    script; a requeued job keeps its id, so it finds its folder (and ``ckpt_path=auto`` its checkpoint) again.
+    Elsewhere ``default``."""
     job, step = os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_STEP_ID")
-    return f"slurm-{job}.{step}" if job and step else default
+    if not job:
+        return default
+    return f"slurm-{job}.{step}" if step else f"slurm-{job}"
 
 
 def fit_filename(name: str, limit: int = 200) -> str:
@@ -25,7 +29,7 @@ def fit_filename(name: str, limit: int = 200) -> str:
     return encoded[: limit - len(digest) - 1].decode(errors="ignore") + "~" + digest
 
 
-RESOLVERS = {"srun_step_or": srun_step_or, "fit_filename": fit_filename}
+RESOLVERS = {"slurm_or": slurm_or, "fit_filename": fit_filename}
 
 
 def register() -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -11,13 +13,15 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import EMAWeightAveraging, ProgressBar
+from lightning.pytorch.callbacks import BatchSizeFinder, EMAWeightAveraging, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import CheckRanksInSync
-from .checkpoints import load_matching
+from .checkpoint_io import SafeCheckpointIO
+from .checkpoints import load_matching, open_checkpoint
 from .console import print_config, print_summary, quiet_third_party
 from .module import SegmentationModule
 
@@ -54,6 +58,8 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     callbacks = [instantiate(entry) for entry in (cfg.get("callbacks") or {}).values() if entry is not None]
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if cfg.get("tune_batch_size"):  # Lightning's finder doubles dataset.batch_size until memory runs out
+        callbacks.insert(0, BatchSizeFinder(mode="power", init_val=cfg.dataset.batch_size))
     ema = _plain(cfg.get("ema")) or {}
     if ema.get("decay") is not None:
         if not 0 < ema["decay"] < 1:
@@ -72,6 +78,43 @@ def apply_speed_options(module: SegmentationModule, options: DictConfig | dict, 
         module.use_channels_last()
     if options.get("compile", False):
         module.model.compile()
+
+
+log = logging.getLogger(__name__)
+
+
+@rank_zero_only
+def _info(message: str) -> None:
+    log.info(message)
+
+
+def resume_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``ckpt_path`` checked (a missing or broken file is named before training starts), or for ``auto`` the run
+    folder's latest state: ``checkpoints/last.ckpt``, or the ``hpc_ckpt_<n>.ckpt`` that Lightning's SLURM requeue
+    wrote on SIGUSR1, whichever is newer; nothing there: a fresh start."""
+    if ckpt_path in (None, "", "null"):
+        return None
+    if ckpt_path != "auto":
+        open_checkpoint(ckpt_path)
+        return str(ckpt_path)
+    candidates = [p for p in [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
+    if not candidates:
+        _info(f"ckpt_path=auto: no checkpoint in {output_dir}; starting fresh")
+        return None
+    latest = max(candidates, key=lambda p: p.stat().st_mtime)
+    open_checkpoint(latest, "ckpt_path=auto found")
+    _info(f"ckpt_path=auto: resuming from {latest}")
+    return str(latest)
+
+
+def out_of_memory_advice(cfg: DictConfig, output_dir: Path) -> str:
+    data = cfg.dataset
+    return (f"out of GPU memory at dataset.batch_size={data.get('batch_size')}, dataset.crop_size={data.get('crop_size')}, "
+            f"trainer.precision={cfg.trainer.get('precision')}. To fit: lower dataset.batch_size or dataset.crop_size; "
+            f"keep the effective batch with trainer.accumulate_grad_batches=2 (or more) and a smaller batch; train in "
+            f"bf16 with trainer=gpu; recompute activations with backbone.grad_checkpointing=true (large ViTs); or let "
+            f"Lightning find the largest batch that fits with tune_batch_size=true. Checkpoints written so far are in "
+            f"{output_dir / 'checkpoints'} (run again with ckpt_path=auto to resume).")
 
 
 @rank_zero_only
@@ -107,11 +150,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
     logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="")
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=build_callbacks(cfg), logger=logger, default_root_dir=str(output_dir)
+        cfg.trainer, callbacks=build_callbacks(cfg), logger=logger, default_root_dir=str(output_dir),
+        plugins=[SafeCheckpointIO()],
     )
     apply_speed_options(module, cfg.get("model", {}), trainer)
+    ckpt_path = resume_path(cfg.get("ckpt_path"), output_dir)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except torch.OutOfMemoryError as error:
+        raise torch.OutOfMemoryError(out_of_memory_advice(cfg, output_dir)) from error
+    except SIGTERMException as error:  # last.ckpt was written (LatestCheckpoint); exit as a terminated process does
+        raise SystemExit(128 + signal.SIGTERM) from error
     train_seconds = time.perf_counter() - started
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -125,6 +175,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics["parameters"] = sum(p.numel() for p in module.parameters())
     metrics["train_seconds"] = train_seconds
     metrics["processes"] = trainer.world_size
+    metrics["batch_size"] = datamodule.batch_size  # per process; tune_batch_size may have changed it
     sync = next((c for c in trainer.callbacks if isinstance(c, CheckRanksInSync)), None)
     if sync is not None and sync.checksums:
         metrics["parameter_checksum_per_process"] = sync.checksums

@@ -29,7 +29,7 @@ from torch import nn
 from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 from .base import Backbone, BackboneInfo, check_output_stride
-from .weights import PretrainedWeightsUnavailable, load_exactly
+from .weights import PretrainedWeightsUnavailable, load_exactly, unreadable_weights
 
 PLAIN_VIT_PREFIXES = ("vit_", "samvit_", "eva02_")
 PLAIN_VIT_MARKERS = ("_dinov2", "_dinov3", "_siglip")
@@ -89,11 +89,14 @@ def read_state_dict(path: str | Path, model_name: str) -> dict[str, torch.Tensor
     if not path.is_file():
         raise FileNotFoundError(f"backbone '{model_name}': weights file {path} does not exist; give backbone.weights "
                                 f"the path of a .safetensors or .pth state dict in timm's key layout")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated files, a header that is not safetensors, pickle garbage
+        raise ValueError(unreadable_weights(path, model_name, error)) from error
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 

@@ -35,6 +35,12 @@ def torchvision_state_dict(weights: WeightsEnum, backbone: str) -> dict[str, tor
         ) from error
 
 
+def unreadable_weights(path: Path, backbone: str, error: BaseException) -> str:
+    return (f"backbone '{backbone}': weights file {path} cannot be read ({type(error).__name__}: {str(error)[:160]}); it "
+            f"is truncated or not a PyTorch/safetensors state dict. Download or copy it again, or give another file "
+            f"with backbone.weights=<path>")
+
+
 def load_local_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
@@ -42,7 +48,13 @@ def load_local_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Te
             f"backbone '{backbone}': weights file {path} does not exist; give backbone.weights the path "
             f"of a state dict saved in that backbone's published key layout"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, pickle garbage, a checkpoint with objects
+        raise ValueError(unreadable_weights(path, backbone, error)) from error
+    if not isinstance(state, dict):
+        raise ValueError(f"backbone '{backbone}': weights file {path} holds a {type(state).__name__}, not a state dict "
+                         f"(name -> tensor); save model.state_dict()")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     return state

@@ -21,11 +21,18 @@ class FreezeBackbone(L.Callback):
     def frozen_at(self, epoch: int) -> bool:
         return self.unfreeze_at_epoch < 0 or epoch < self.unfreeze_at_epoch
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Lightning skips ``on_train_epoch_start`` in an epoch resumed mid-way: set the state here too."""
+        self._apply(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._apply(trainer, pl_module)
+        pl_module.log("backbone_frozen", float(pl_module.model.backbone_frozen), on_step=False, on_epoch=True)
+
+    def _apply(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = pl_module.model
         model.frozen_stages, model.frozen_bn_eval = self.frozen_stages, self.bn_eval
         if self.frozen_at(trainer.current_epoch):
             model.freeze_backbone(bn_eval=self.bn_eval)
         else:
             model.unfreeze_backbone()
-        pl_module.log("backbone_frozen", float(model.backbone_frozen), on_step=False, on_epoch=True)

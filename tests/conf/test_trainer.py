@@ -106,8 +106,10 @@ def test_srun_tasks_share_one_run_folder(monkeypatch):
 
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("SLURM_STEP_ID", "0")
-    assert run_dir().endswith("/slurm-4242.0")
-    monkeypatch.delenv("SLURM_STEP_ID")  # e.g. plain python inside salloc: a time-named folder as usual
+    assert run_dir() == "outputs/slurm-4242.0"
+    monkeypatch.delenv("SLURM_STEP_ID")  # a batch script: the job's folder, found again when the job is requeued
+    assert run_dir() == "outputs/slurm-4242"
+    monkeypatch.delenv("SLURM_JOB_ID")  # not under SLURM: a time-named folder as usual
     assert re.fullmatch(r"outputs/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}", run_dir())
 
 
