@@ -8,7 +8,6 @@ import numpy as np
 from PIL import Image
 
 SINGLE_CHANNEL_MODES = ("L", "I", "I;16", "F")
-JPEG = (".jpg", ".jpeg")
 
 
 def read_image(path: Path, keep_single_channel: bool) -> np.ndarray:
@@ -18,7 +17,7 @@ def read_image(path: Path, keep_single_channel: bool) -> np.ndarray:
     single-channel modes."""
     if not keep_single_channel:
         data = np.fromfile(path, dtype=np.uint8)  # raises FileNotFoundError itself
-        if Path(path).suffix.lower() in JPEG and b"\xff\xd9" not in data[-32:].tobytes():
+        if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-32:].tobytes():  # JPEG by content
             # OpenCV decodes a truncated JPEG without complaint, the missing part grey: refuse it instead
             raise UnreadableImage(path, EOFError("no end-of-image marker: the file is truncated"))
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
