@@ -35,9 +35,11 @@ class LatestCheckpoint(ModelCheckpoint):
                            batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         step_due = bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0
-        time_due = bool(self.every_n_minutes) and time.monotonic() - self._last_time >= 60 * self.every_n_minutes
-        if trainer.strategy.broadcast(time_due):  # every process takes the same decision
-            self._last_time = time.monotonic()
+        time_due = False
+        if self.every_n_minutes:  # rank 0's clock decides for every process (a collective only when asked for)
+            time_due = trainer.strategy.broadcast(time.monotonic() - self._last_time >= 60 * self.every_n_minutes)
+            if time_due:
+                self._last_time = time.monotonic()
         if (step_due or time_due) and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
