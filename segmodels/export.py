@@ -53,8 +53,11 @@ def export_onnx(module: SegmentationModule, output: str | Path, example: np.ndar
                 fp16: bool = False) -> float:
     """Write ``output`` and return the largest absolute difference between ONNX Runtime's and PyTorch's logits on
     ``example`` (an HxWxC uint8 image). Raises if ONNX Runtime disagrees."""
-    import onnx
-    import onnxruntime as ort
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError as error:
+        raise ImportError(f"export.py needs {error.name}: pip install -e '.[export]' (onnx, onnxruntime, onnxscript)") from error
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
