@@ -43,7 +43,10 @@ def add_lora(backbone: Backbone, rank: int, alpha: float | None = None, dropout:
 def merge_lora(module: nn.Module) -> nn.Module:
     """Fold every adapter into its layer's weight and put the plain layer back, in place: the same function,
     with the state-dict keys and graph of a model without LoRA (what ONNX export and other runtimes want)."""
-    from peft.tuners.lora import LoraLayer
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:  # without peft no model can hold LoRA layers: nothing to merge
+        return module
 
     for name, layer in list(module.named_modules()):
         if isinstance(layer, LoraLayer):
