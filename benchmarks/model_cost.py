@@ -52,6 +52,15 @@ def cost(backbone: str, decoder: str, size: int, num_classes: int, with_trainabl
     }
 
 
+def print_grid(rows: list[dict], decoders: list[str], cell) -> None:
+    """A markdown table, one row per backbone and one column per decoder, ``cell(row)`` in each."""
+    print("| backbone | " + " | ".join(decoders) + " |")
+    print("| --- |" + " --- |" * len(decoders))
+    for backbone in dict.fromkeys(r["backbone"] for r in rows):
+        found = {r["decoder"]: r for r in rows if r["backbone"] == backbone}
+        print(f"| `{backbone}` | " + " | ".join(cell(found[d]) if d in found else "" for d in decoders) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512)
@@ -66,26 +75,11 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(rows, indent=2))
     decoders = sorted({r["decoder"] for r in rows}, key=[d for _, d in pairs].index)
     print(f"Parameters (millions) / forward GFLOPs at {args.size} x {args.size}, {args.num_classes} classes:\n")
-    print("| backbone | " + " | ".join(decoders) + " |")
-    print("| --- |" + " --- |" * len(decoders))
-    for backbone in dict.fromkeys(r["backbone"] for r in rows):
-        cells = []
-        for decoder in decoders:
-            row = next((r for r in rows if r["backbone"] == backbone and r["decoder"] == decoder), None)
-            cells.append(f"{row['parameters'] / 1e6:.1f} M / {row['gflops']:.0f}" if row else "")
-        print(f"| `{backbone}` | " + " | ".join(cells) + " |")
+    print_grid(rows, decoders, lambda row: f"{row['parameters'] / 1e6:.1f} M / {row['gflops']:.0f}")
     if args.trainable:
         print("\nTrainable parameters (millions): full / backbone frozen / LoRA rank 8:\n")
-        print("| backbone | " + " | ".join(decoders) + " |")
-        print("| --- |" + " --- |" * len(decoders))
-        for backbone in dict.fromkeys(r["backbone"] for r in rows):
-            cells = []
-            for decoder in decoders:
-                row = next((r for r in rows if r["backbone"] == backbone and r["decoder"] == decoder), None)
-                counts = row["trainable"] if row else None
-                cells.append(f"{counts['full'] / 1e6:.1f} / {counts['frozen'] / 1e6:.1f} / {counts['lora8'] / 1e6:.1f}"
-                             if counts else "")
-            print(f"| `{backbone}` | " + " | ".join(cells) + " |")
+        print_grid(rows, decoders, lambda row: "{full:.1f} / {frozen:.1f} / {lora8:.1f}".format(
+            **{k: v / 1e6 for k, v in row["trainable"].items()}))
     print(f"\nwritten to {args.out}")
 
 
