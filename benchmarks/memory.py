@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from record import rss_mb, write_results  # noqa: E402
 
 SETTINGS = {
     "full": {},
@@ -35,11 +36,6 @@ SETTINGS = {
     "lora8+grad_checkpointing": {"lora_rank": 8, "grad_checkpointing": True},
     "frozen": {"frozen": True},
 }
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * 4096 / 2**20
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -102,8 +98,6 @@ def main() -> None:
     if args.setting:
         print(json.dumps(measure(args)))
         return
-    from record import write_results
-
     rows = []
     for setting in args.settings:
         command = [sys.executable, __file__, "--setting", setting, "--backbone", args.backbone, "--decoder", args.decoder,

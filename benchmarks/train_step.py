@@ -31,18 +31,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from record import write_results  # noqa: E402  (benchmarks/record.py, beside this script)
+from record import rss_mb, write_results  # noqa: E402  (benchmarks/record.py, beside this script)
 
 from segmodels.config_options import register_options  # noqa: E402
 from segmodels.optim import build_schedule  # noqa: E402
 from segmodels.training import build_callbacks, build_module  # noqa: E402
 
 register_options()  # as train.py does before Hydra composes
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * 4096 / 2**20
 
 
 class Memory:

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 
 from datamodules.progress import progress
 
-from .metrics import SegmentationScores
+from .metrics import SegmentationScores, confusion_of, scores_from_confusion
 from .module import SegmentationModule, scores_report
 from .plots import plot_confusion, plot_iou, plot_reliability, plot_worst, write_confusion_csv
 from .probabilities import check_scales, predict_probabilities
@@ -25,15 +25,11 @@ SPLITS = ("train", "val", "test")
 
 def image_scores(prediction: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int) -> tuple[float, float]:
     """One image's pixel accuracy and mIoU over the classes present in its truth or prediction (labelled pixels)."""
-    valid = target != ignore_index
-    pairs = target[valid] * num_classes + prediction[valid]
-    confusion = torch.bincount(pairs, minlength=num_classes ** 2).view(num_classes, -1).double()
-    hits = confusion.diagonal()
-    union = confusion.sum(0) + confusion.sum(1) - hits
-    present = union > 0
-    accuracy = (hits.sum() / confusion.sum()).item() if confusion.sum() > 0 else float("nan")
-    miou = (hits[present] / union[present]).mean().item() if present.any() else float("nan")
-    return accuracy, miou
+    confusion = confusion_of(prediction, target, num_classes, ignore_index)
+    if confusion.sum() == 0:  # no labelled pixel: no score
+        return float("nan"), float("nan")
+    scores = scores_from_confusion(confusion)  # classes absent from truth and prediction have no IoU
+    return scores["pixel_accuracy"].item(), scores["mIoU"].item()
 
 
 def evaluation_datamodule(module: SegmentationModule, dataset: dict | None, ckpt_path: str):

@@ -9,6 +9,13 @@ from .boundary import boundary_counts
 from .calibration import calibration_counts, expected_calibration_error
 
 
+def confusion_of(predictions: torch.Tensor, targets: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """The (target, prediction) count matrix over labelled pixels."""
+    valid = targets != ignore_index
+    pairs = targets[valid] * num_classes + predictions[valid]
+    return torch.bincount(pairs, minlength=num_classes ** 2).view(num_classes, num_classes)
+
+
 class SegmentationScores(Metric):
     """Sums of counts (so batches, images and DDP processes add up exactly), kept on the model's device.
 
@@ -28,9 +35,7 @@ class SegmentationScores(Metric):
     def update(self, probabilities: torch.Tensor, targets: torch.Tensor) -> None:
         predictions = probabilities.argmax(dim=1)
         targets = targets.long()
-        valid = targets != self.ignore_index
-        pairs = targets[valid] * self.num_classes + predictions[valid]
-        self.confusion += torch.bincount(pairs, minlength=self.num_classes ** 2).view(self.num_classes, -1)
+        self.confusion += confusion_of(predictions, targets, self.num_classes, self.ignore_index)
         intersection, union = boundary_counts(predictions, targets, self.num_classes, self.ignore_index,
                                               self.boundary_ratio)
         self.boundary_intersection += intersection

@@ -89,10 +89,14 @@ class SegmentationModule(L.LightningModule):
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs) -> "SegmentationModule":  # type: ignore[override]
-        """Lightning's loader, after a check that names a missing or broken file instead of failing inside torch."""
-        if isinstance(checkpoint_path, (str, Path)):
-            open_checkpoint(checkpoint_path, "checkpoint_path")
-        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        """Lightning's loader; when it fails on a missing or broken file, an error that names the file instead of
+        one from inside torch (the file is read a second time only then)."""
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except Exception:
+            if isinstance(checkpoint_path, (str, Path)):
+                open_checkpoint(checkpoint_path, "checkpoint_path")  # raises the clear error if the file is at fault
+            raise
 
     @classmethod
     def restore(cls, path: str, map_location: str | torch.device = "cpu", key: str = "ckpt_path") -> "SegmentationModule":
