@@ -1,17 +1,17 @@
 """Evaluate a checkpoint: ``python evaluate.py ckpt_path=run/checkpoints/best.ckpt [split=val] [scales=[...]] [flip=true]``.
 
 Writes metrics.json, per_image.csv, worst.png, reliability.png, confusion_matrix.csv/.png and iou.png into its
-own run folder (outputs/evaluate/<date>/<time>, or hydra.run.dir=...). See segmodels/evaluation.py.
+own run folder (outputs/evaluate/<date>/<time>, or hydra.run.dir=...). See segmodels/cli/evaluate.py.
 """
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from segmodels.cli.console import print_evaluation, quiet_third_party
+from segmodels.cli.evaluate import evaluate
+
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    from segmodels.console import print_evaluation, quiet_third_party
-    from segmodels.evaluation import evaluate
-
     quiet_third_party()
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else None
     metrics = evaluate(cfg.ckpt_path, cfg.output_dir, dataset=dataset, split=cfg.split, scales=list(cfg.scales),

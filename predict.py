@@ -7,11 +7,11 @@ augmentation; ``tile=512`` slides a 512 x 512 window over larger images.
 import hydra
 from omegaconf import DictConfig
 
+from segmodels.cli.predict import predict_folder
+
 
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from segmodels.mask_files import predict_folder
-
     written = predict_folder(cfg.ckpt_path, cfg.input, cfg.output, flip=cfg.flip, tile=cfg.tile,
                              overlap=cfg.overlap, device=cfg.device)
     print(f"wrote {len(written)} masks to {cfg.output}")

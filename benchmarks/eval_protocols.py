@@ -6,7 +6,7 @@ flip, and sliding windows, on the demo test split and on a larger generated set.
 
 The larger set is the demo generator at ``--large-size`` pixels (default 256: 16x the pixels of the 64 x 64
 images the model was trained on; shapes are drawn at the same relative size, so they are 4x larger in pixels).
-Each protocol runs ``segmodels.evaluation.evaluate`` as ``evaluate.py`` does, one after the other in one process
+Each protocol runs ``segmodels.cli.evaluate.evaluate`` as ``evaluate.py`` does, one after the other in one process
 (after a warm-up pass). Writes JSON and prints a markdown table.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from record import write_results  # noqa: E402
 
 from datamodules import make_demo_dataset  # noqa: E402
-from segmodels.evaluation import evaluate  # noqa: E402
-from segmodels.module import SegmentationModule  # noqa: E402
+from segmodels.cli.evaluate import evaluate  # noqa: E402
+from segmodels.training.segmentation_module import SegmentationModule  # noqa: E402
 
 SIX = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 

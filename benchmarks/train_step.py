@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from record import rss_mb, write_results  # noqa: E402  (benchmarks/record.py, beside this script)
 
-from segmodels.config_options import register_options  # noqa: E402
-from segmodels.optim import build_schedule  # noqa: E402
-from segmodels.training import build_callbacks, build_module  # noqa: E402
+from segmodels.cli.config_options import register_options  # noqa: E402
+from segmodels.cli.train import build_callbacks, build_module  # noqa: E402
+from segmodels.training.optimizers import build_schedule  # noqa: E402
 
 register_options()  # as train.py does before Hydra composes
 
@@ -86,7 +86,7 @@ def within_epoch_intervals(step_ends: list[float], steps_per_epoch: int) -> list
 
 def lightning_epochs(cfg, data, epochs: int, device: torch.device, output: Path,
                      memory_format: torch.memory_format) -> tuple[list[float], list[float], float]:
-    """Per-epoch and per-step wall times of a Trainer built as segmodels.training builds it."""
+    """Per-epoch and per-step wall times of a Trainer built as segmodels.cli.train builds it."""
     module = build_module(cfg, num_classes=4, class_names=None)
     if memory_format == torch.channels_last:  # as model.channels_last=auto does on a CUDA GPU
         module.use_channels_last()

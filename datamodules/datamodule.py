@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -111,9 +112,25 @@ class VOCSegmentationDataModule(L.LightningDataModule):
     def mean(self) -> tuple[float, ...]:
         return self.normalization.mean
 
+    @mean.setter
+    def mean(self, value: Sequence[float]) -> None:
+        self._set_statistics("mean", value)
+
     @property
     def std(self) -> tuple[float, ...]:
         return self.normalization.std
+
+    @std.setter
+    def std(self, value: Sequence[float]) -> None:
+        self._set_statistics("std", value)
+
+    def _set_statistics(self, name: str, value: Sequence[float]) -> None:
+        """Deprecated: assigning ``datamodule.mean``/``std`` (before the statistics came from the constructor)."""
+        warnings.warn(f"assigning datamodule.{name} is deprecated; pass {name}=[...] to the constructor "
+                      f"(dataset.{name}=[...] on the command line)", FutureWarning, stacklevel=3)
+        mean, std = self._statistics
+        self._statistics = (list(value), std) if name == "mean" else (mean, list(value))
+        self.__dict__.pop("normalization", None)  # recomputed from the new statistics
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) -> float, with the backbone's mean and std, on the images' device."""
@@ -167,7 +184,10 @@ class VOCSegmentationDataModule(L.LightningDataModule):
             if self.splits[split]:
                 self.dataset(split)
 
-    def _loader(self, stage: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def loader(self, stage: str, batch_size: int | None = None, shuffle: bool = False) -> DataLoader:
+        """A loader over split ``stage`` (train, val or test): shuffled and seeded per sample when ``shuffle``, as
+        training's; ``batch_size`` defaults to ``val_batch_size``."""
+        batch_size = batch_size or self.val_batch_size
         dataset = self.dataset(stage)
         sampler = None
         if shuffle:  # albumentations keeps its own RNG, deaf to global seeds: seed it per sample instead
@@ -186,10 +206,10 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self.loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.val_batch_size, shuffle=False)
+        return self.loader("val", self.val_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.val_batch_size, shuffle=False)
+        return self.loader("test", self.val_batch_size)

@@ -1,11 +1,28 @@
-"""segmodels: semantic segmentation by transfer learning, any backbone with any decoder."""
-from . import resolvers  # noqa: F401  (the configs' resolvers, wherever segmodels is imported)
-from .backbones import BACKBONES, Backbone, BackboneInfo, PretrainedWeightsUnavailable
-from .build import build_model, list_backbones, list_decoders
-from .callbacks import FreezeBackbone
-from .decoders import DECODERS
-from .model import SegmentationModel
-from .module import SegmentationModule
+"""segmodels: semantic segmentation by transfer learning, any backbone with any decoder.
+
+The public API is ``__all__`` below (tests import every name in it; none needs Hydra). The layout runs one way,
+models -> {evaluation, io} -> training -> cli, and names from the earlier flat layout still import, with a
+warning (``segmodels.deprecation``).
+"""
+from . import deprecation
+
+deprecation.install()
+
+from .cli import resolvers  # noqa: E402, F401  (the configs' resolvers, wherever segmodels is imported)
+from .evaluation import SegmentationScores  # noqa: E402
+from .models import (  # noqa: E402
+    BACKBONES,
+    DECODERS,
+    Backbone,
+    BackboneInfo,
+    PretrainedWeightsUnavailable,
+    SegmentationModel,
+    build_model,
+    list_backbones,
+    list_decoders,
+)
+from .training import SegmentationModule  # noqa: E402
+from .training.callbacks import FreezeBackbone  # noqa: E402
 
 __all__ = [
     "BACKBONES",
@@ -16,6 +33,7 @@ __all__ = [
     "PretrainedWeightsUnavailable",
     "SegmentationModel",
     "SegmentationModule",
+    "SegmentationScores",
     "build_model",
     "list_backbones",
     "list_decoders",

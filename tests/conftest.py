@@ -33,7 +33,7 @@ def offline_hub(tmp_path, monkeypatch) -> Path:
 def trained_run(tiny_demo, tmp_path_factory) -> tuple[Path, dict]:
     """One short train.py run on the tiny demo data (two epochs of two batches), shared by the tests of what
     comes after training: evaluate.py, export.py, the model folder. Returns the run folder and its metrics."""
-    from segmodels.training import train
+    from segmodels.cli.train import train
     from tests.helpers import compose_train, tiny_overrides
 
     output = tmp_path_factory.mktemp("trained_run")

@@ -47,7 +47,7 @@ def test_multirun_sweep_runs_every_job_in_its_own_folder(tiny_demo, tmp_path):
     (jobs[0] / "metrics.json").unlink()
     with (jobs[0] / "train.log").open("a") as log:
         log.write("RuntimeError: CUDA out of memory\n")
-    report = subprocess.run([sys.executable, "-m", "segmodels.sweep_report", str(jobs[0].parent)], env=subprocess_env(),
+    report = subprocess.run([sys.executable, "-m", "segmodels.cli.sweep_report", str(jobs[0].parent)], env=subprocess_env(),
                             capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr[-2000:]
     rows = (jobs[0].parent / "report.csv").read_text().splitlines()

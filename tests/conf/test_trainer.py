@@ -12,7 +12,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
-from segmodels.training import train
+from segmodels.cli.train import train
 from tests.helpers import ROOT, compose_train, subprocess_env, tiny_overrides
 
 SMALL = ["dataset.crop_size=48", "dataset.val_batch_size=2", "dataset.num_workers=0",
@@ -131,7 +131,7 @@ def test_channels_last_and_compile_train_and_save_plain_weights(tiny_demo, tmp_p
 
 
 def test_fit_filename_keeps_short_names_and_shortens_long_ones_to_distinct_names():
-    from segmodels.resolvers import fit_filename
+    from segmodels.cli.resolvers import fit_filename
 
     assert fit_filename("3_backbone=vgg16,decoder=unet") == "3_backbone=vgg16,decoder=unet"
     first, second = fit_filename("0_lr=" + "1" * 300), fit_filename("0_lr=" + "1" * 299 + "2")

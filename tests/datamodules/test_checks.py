@@ -10,7 +10,7 @@ from PIL import Image
 
 from datamodules import VOCSegmentationDataModule, make_demo_dataset
 from datamodules.palette import voc_palette
-from segmodels.training import train
+from segmodels.cli.train import train
 from tests.helpers import compose_train, tiny_overrides
 
 SPLITS = {"train": 4, "val": 2}

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from datamodules import make_demo_dataset
-from segmodels.training import train
+from segmodels.cli.train import train
 from tests.helpers import compose_train, tiny_overrides
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from segmodels.config_options import register_options
+from segmodels.cli.config_options import register_options
 
 register_options()  # as train.py does before Hydra composes
 
@@ -46,7 +46,7 @@ def concrete(name: str) -> str:
 
 def backbone_families() -> list[str]:
     """One registered backbone per implementation (the narrowest by declared channels), so a new family in
-    segmodels/backbones/ is tested by every decoder without a list to edit; ``timm`` stands for any timm name."""
+    segmodels/models/backbones/ is tested by every decoder without a list to edit; ``timm`` stands for any timm name."""
     from segmodels import BACKBONES
 
     chosen: dict[object, str] = {}

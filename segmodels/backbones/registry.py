@@ -1,3 +1,0 @@
-from ..registry import Registry
-
-BACKBONES: Registry = Registry("backbone")

@@ -1,0 +1,89 @@
+"""Evaluate a checkpoint on a split under a test protocol (scales, flip, sliding windows) and write the files a
+paper or a reviewer asks for: metrics.json (mIoU, Dice, accuracies, boundary IoU, calibration), per_image.csv,
+worst.png, reliability.png, the confusion matrix and the IoU chart."""
+from __future__ import annotations
+
+import heapq
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from hydra.utils import instantiate
+
+from datamodules.progress import progress
+from segmodels.evaluation.metrics import SegmentationScores
+from segmodels.evaluation.report import image_scores, scores_report, write_report
+from segmodels.models.inference import check_scales, predict_probabilities
+from segmodels.training.segmentation_module import SegmentationModule
+
+SPLITS = ("train", "val", "test")
+
+
+def evaluation_datamodule(module: SegmentationModule, dataset: dict | None, ckpt_path: str):
+    """``dataset`` (a config) or else the one saved in the checkpoint, normalised as the model expects."""
+    config = dict(dataset or module.datamodule_config or {})
+    if not config:
+        raise ValueError(f"ckpt_path={ckpt_path}: the checkpoint does not say which dataset it was trained on (it "
+                         f"predates evaluate.py); name one, e.g. dataset=voc2012 data_dir=/data or dataset=custom "
+                         f"dataset.root=/data/mine")
+    config.update(backbone=None, mean=list(module.mean), std=list(module.std))
+    return instantiate(config)
+
+
+def evaluate(
+    ckpt_path: str,
+    output_dir: str | Path,
+    dataset: dict | None = None,
+    split: str = "test",
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    tile: int | None = None,
+    overlap: float = 0.25,
+    boundary_ratio: float = 0.02,
+    bins: int = 15,
+    worst: int = 8,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Scores of ``ckpt_path`` on ``split``; writes the files into ``output_dir`` and returns metrics.json's content."""
+    scales = check_scales(scales)
+    if split not in SPLITS:
+        raise ValueError(f"split={split}: choose one of {', '.join(SPLITS)} (the dataset's train_split, val_split or "
+                         f"test_split file)")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    module = SegmentationModule.restore(ckpt_path, map_location=device)
+    data = evaluation_datamodule(module, dataset, ckpt_path)
+    if not data.splits.get(split):
+        raise ValueError(f"split={split}: the dataset at {data.root} has no {split} split (dataset.{split}_split is "
+                         f"empty); choose another split or set dataset.{split}_split=<file name without .txt>")
+    loader = data.loader(split, data.val_batch_size)
+    ids = loader.dataset.ids
+    num_classes, ignore = module.hparams.num_classes, module.hparams.ignore_index
+    scores = SegmentationScores(num_classes, ignore, boundary_ratio, bins).to(device)
+    rows, gallery, seen = [], [], 0
+    started = time.perf_counter()
+    for batch in progress(loader, desc=f"evaluate {split}", unit="batch"):
+        raw = batch["image"]
+        images, masks = data.normalize(raw.to(device)), batch["mask"].to(device).long()
+        probabilities = predict_probabilities(module.model, images, flip=flip, tile=tile, overlap=overlap, scales=scales)
+        scores.update(probabilities, masks)
+        predictions = probabilities.argmax(dim=1)
+        for i in range(len(images)):
+            accuracy, miou = image_scores(predictions[i], masks[i], num_classes, ignore)
+            rows.append({"id": ids[seen], "height": masks.shape[-2], "width": masks.shape[-1],
+                         "pixel_accuracy": accuracy, "mIoU": miou})
+            if worst and miou == miou:  # keep the k lowest mIoU (a max-heap of their negatives)
+                entry = (-miou, seen, raw[i].cpu(), masks[i].cpu(), predictions[i].cpu())
+                (heapq.heappush if len(gallery) < worst else heapq.heappushpop)(gallery, entry)
+            seen += 1
+    seconds = time.perf_counter() - started
+    result = scores.compute()
+    report = scores_report(result, module.class_names)
+    metrics = {
+        "checkpoint": str(ckpt_path), "split": split, "dataset": str(data.root), "images": seen,
+        "protocol": {"scales": scales, "flip": flip, "tile": tile, "overlap": overlap if tile else None,
+                     "boundary_ratio": boundary_ratio, "calibration_bins": bins},
+        "seconds": seconds, "seconds_per_image": seconds / max(1, seen), **report,
+    }
+    write_report(Path(output_dir), metrics, rows, sorted(gallery, reverse=True), ids)
+    return metrics

@@ -1,0 +1,197 @@
+"""compose -> instantiate -> fit -> test: the path ``train.py``, the tests and notebooks share."""
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.accelerators import CUDAAccelerator
+from lightning.pytorch.callbacks import BatchSizeFinder, EMAWeightAveraging, ProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+
+from segmodels.io.checkpoint_reader import load_matching, open_checkpoint
+from segmodels.io.checkpoint_writer import SafeCheckpointIO
+from segmodels.training.callbacks import CheckRanksInSync
+from segmodels.training.segmentation_module import SegmentationModule
+
+from .console import print_config, print_summary
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: list[str] | None = None) -> SegmentationModule:
+    """The module ``cfg`` describes; the class count and names default to ``cfg.dataset``'s."""
+    backbone = _plain(cfg.backbone)
+    decoder = _plain(cfg.decoder)
+    return SegmentationModule(
+        backbone=backbone.pop("name"),
+        pretrained=backbone.pop("pretrained", True),
+        backbone_kwargs=backbone,
+        decoder=decoder.pop("name"),
+        decoder_kwargs=decoder,
+        num_classes=num_classes or cfg.dataset.num_classes,
+        in_channels=cfg.get("in_channels", 3),
+        class_names=class_names or _plain(cfg.dataset.get("class_names")),
+        ignore_index=cfg.dataset.get("ignore_index", 255),
+        optimizer=_plain(cfg.optimizer),
+        scheduler=_plain(cfg.get("scheduler")),
+        log_images=cfg.get("log_images", 4),
+        class_weights=_plain(cfg.get("class_weights")),
+        loss=_plain(cfg.get("loss")),
+    )
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """The ``callbacks`` group's entries, in order; progress bars only when the trainer shows one; weight EMA
+    when ``ema.decay`` is set."""
+    callbacks = [instantiate(entry) for entry in (cfg.get("callbacks") or {}).values() if entry is not None]
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if cfg.get("tune_batch_size"):  # Lightning's finder doubles dataset.batch_size until memory runs out
+        callbacks.insert(0, BatchSizeFinder(mode="power", init_val=cfg.dataset.batch_size))
+    ema = _plain(cfg.get("ema")) or {}
+    if ema.get("decay") is not None:
+        if not 0 < ema["decay"] < 1:
+            raise ValueError(f"ema.decay={ema['decay']}: give a factor in (0, 1), e.g. 0.999, or null for no EMA")
+        callbacks.append(EMAWeightAveraging(**ema))
+    return callbacks
+
+
+def apply_speed_options(module: SegmentationModule, options: DictConfig | dict, trainer: L.Trainer) -> None:
+    """``model.channels_last`` (true, false or auto: on CUDA) and ``model.compile`` (torch.compile in place,
+    so checkpoint keys stay those of the plain model)."""
+    channels_last = options.get("channels_last", False)
+    if channels_last == "auto":
+        channels_last = isinstance(trainer.accelerator, CUDAAccelerator)
+    if channels_last:
+        module.use_channels_last()
+    if options.get("compile", False):
+        module.model.compile()
+
+
+log = logging.getLogger(__name__)
+
+
+@rank_zero_only
+def _info(message: str) -> None:
+    log.info(message)
+
+
+def resume_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """``ckpt_path`` checked (a missing or broken file is named before training starts), or for ``auto`` the run
+    folder's latest state: ``checkpoints/last.ckpt``, or the ``hpc_ckpt_<n>.ckpt`` that Lightning's SLURM requeue
+    wrote on SIGUSR1, whichever is newer; nothing there: a fresh start."""
+    if ckpt_path in (None, "", "null"):
+        return None
+    if ckpt_path != "auto":
+        open_checkpoint(ckpt_path)
+        return str(ckpt_path)
+    candidates = [p for p in [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
+    if not candidates:
+        _info(f"ckpt_path=auto: no checkpoint in {output_dir}; starting fresh")
+        return None
+    latest = max(candidates, key=lambda p: p.stat().st_mtime)
+    open_checkpoint(latest, "ckpt_path=auto found")
+    _info(f"ckpt_path=auto: resuming from {latest}")
+    return str(latest)
+
+
+def out_of_memory_advice(cfg: DictConfig, output_dir: Path) -> str:
+    data = cfg.dataset
+    return (f"out of GPU memory at dataset.batch_size={data.get('batch_size')}, dataset.crop_size={data.get('crop_size')}, "
+            f"trainer.precision={cfg.trainer.get('precision')}. To fit: lower dataset.batch_size or dataset.crop_size; "
+            f"keep the effective batch with trainer.accumulate_grad_batches=2 (or more) and a smaller batch; train in "
+            f"bf16 with trainer=gpu; recompute activations with backbone.grad_checkpointing=true (large ViTs); or let "
+            f"Lightning find the largest batch that fits with tune_batch_size=true. Checkpoints written so far are in "
+            f"{output_dir / 'checkpoints'} (run again with ckpt_path=auto to resume).")
+
+
+@rank_zero_only
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train, validate every epoch, test the best checkpoint; return (and save) the metrics. Changes no warning
+    filter: ``train.py`` quiets third-party messages (``console.quiet_third_party``), a notebook keeps its own."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    output_dir = Path(cfg.output_dir)
+    _write(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    print_config(cfg)
+
+    datamodule = instantiate(cfg.dataset)
+    datamodule.prepare_data()
+    module = build_module(cfg, datamodule.num_classes, datamodule.class_names)
+    module.datamodule_config = _plain(cfg.dataset)  # saved in checkpoints: what evaluate.py reads by default
+    if cfg.get("model", {}).get("init_from"):
+        load_matching(module, cfg.model.init_from)
+    if datamodule.in_channels != module.hparams.in_channels:
+        raise ValueError(
+            f"images in {datamodule.root} have {datamodule.in_channels} channels but the model is built for "
+            f"in_channels={module.hparams.in_channels}; set in_channels={datamodule.in_channels} (or change dataset.image_dirs)"
+        )
+    if (datamodule.mean, datamodule.std) != (module.mean, module.std):
+        raise ValueError(
+            f"the datamodule normalises with mean={datamodule.mean}, std={datamodule.std} but backbone "
+            f"'{cfg.backbone.name}' expects mean={module.mean}, std={module.std}; drop dataset.mean/std, or set "
+            f"dataset.backbone to the model's backbone"
+        )
+    logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="")
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=build_callbacks(cfg), logger=logger, default_root_dir=str(output_dir),
+        plugins=[SafeCheckpointIO()],
+    )
+    apply_speed_options(module, cfg.get("model", {}), trainer)
+    ckpt_path = resume_path(cfg.get("ckpt_path"), output_dir)
+    started = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except torch.OutOfMemoryError as error:
+        raise torch.OutOfMemoryError(out_of_memory_advice(cfg, output_dir)) from error
+    except SIGTERMException as error:  # last.ckpt was written (LatestCheckpoint); exit as a terminated process does
+        raise SystemExit(128 + signal.SIGTERM) from error
+    train_seconds = time.perf_counter() - started
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False, verbose=False)
+
+    metrics = {name: value.item() for name, value in trainer.callback_metrics.items() if value.numel() == 1}
+    metrics.update({f"test/{k}": v for k, v in module.test_scores.items()})
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        metrics[f"best/{cfg.monitor}"] = checkpoint.best_model_score.item()
+    metrics["best_checkpoint"] = best
+    metrics["parameters"] = sum(p.numel() for p in module.parameters())
+    metrics["train_seconds"] = train_seconds
+    metrics["processes"] = trainer.world_size
+    metrics["batch_size"] = datamodule.batch_size  # per process; tune_batch_size may have changed it
+    sync = next((c for c in trainer.callbacks if isinstance(c, CheckRanksInSync)), None)
+    if sync is not None and sync.checksums:
+        metrics["parameter_checksum_per_process"] = sync.checksums
+    if torch.cuda.is_available():
+        metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    _write(output_dir / "metrics.json", json.dumps(metrics, indent=2))
+    if trainer.is_global_zero:  # the best (tested) weights as a folder anyone can load: SegmentationModule.from_pretrained
+        scores = {**module.test_scores, "protocol": "single scale, whole images", "split": "test",
+                  "dataset": str(datamodule.root)}
+        module.save_pretrained(str(output_dir / "model"), scores, OmegaConf.to_yaml(cfg, resolve=True))
+    print_summary(output_dir, metrics, cfg.monitor)
+    # Lightning's trainer, module and loaders reference each other: without a collection here, every job
+    # of a sweep run in one process (hydra -m) would keep its model and optimiser state alive
+    del trainer, module, datamodule, checkpoint
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return metrics

@@ -1,0 +1,105 @@
+"""A trained model as a self-describing folder (the segmentation_models_pytorch / Hugging Face convention):
+``model.safetensors``, ``config.json`` (plain hyper-parameters, preprocessing, class names and palette) and a
+``README.md`` model card. Reading it back needs neither Hydra nor the training data nor a download."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from datamodules.palette import voc_palette
+
+from .checkpoint_reader import portable_hyperparameters
+
+FORMAT = "segmodels-pretrained/1"
+
+
+def save_pretrained(model: nn.Module, hparams: dict[str, Any], class_names: list[str], folder: str | Path,
+                    metrics: dict[str, Any] | None = None, recipe: str | None = None) -> Path:
+    """Write ``model`` (a ``SegmentationModel``: its ``mean``, ``std`` and backbone's ``pad_multiple`` go into the
+    preprocessing record) with the hyper-parameters that rebuild it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(folder / "model.safetensors"))  # handles tied tensors
+    hparams = portable_hyperparameters(json.loads(json.dumps(dict(hparams), default=list)))
+    config = {
+        "format": FORMAT,
+        "hyper_parameters": hparams,
+        "preprocessing": {
+            "in_channels": hparams["in_channels"], "mean": list(model.mean), "std": list(model.std),
+            "input": "RGB (or the training image channels), uint8 scaled to [0, 1], then (x - mean) / std, NCHW",
+            "pad_multiple": model.backbone.pad_multiple,
+        },
+        "class_names": list(class_names),
+        "palette": voc_palette()[: hparams["num_classes"]].tolist(),
+        "metrics": metrics or {},
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    (folder / "README.md").write_text(model_card(config, recipe))
+    return folder
+
+
+def read_pretrained(folder: str | Path) -> tuple[dict[str, Any], Path]:
+    """The hyper-parameters a model folder was saved with and the path of its weights, or an error naming the
+    file that is missing or wrong."""
+    folder = Path(folder)
+    config_path, weights = folder / "config.json", folder / "model.safetensors"
+    for path in (config_path, weights):
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not a saved model folder: {path.name} is missing; give the folder "
+                                    f"SegmentationModule.save_pretrained (or train.py, as <run>/model) wrote")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path} is not valid JSON ({error}); save the model folder again") from error
+    if config.get("format") != FORMAT:
+        raise ValueError(f"{config_path}: format {config.get('format')!r}, expected {FORMAT!r}; save it again with "
+                         f"this version's SegmentationModule.save_pretrained")
+    return config["hyper_parameters"], weights
+
+
+def load_weights(model: nn.Module, weights: str | Path, map_location: str | torch.device = "cpu") -> None:
+    """Copy a folder's ``model.safetensors`` into ``model`` (safetensors: reading it runs no code)."""
+    load_model(model, str(weights), device=str(map_location))
+
+
+def model_card(config: dict[str, Any], recipe: str | None) -> str:
+    hparams, metrics = config["hyper_parameters"], config.get("metrics") or {}
+    lines = [
+        f"# {hparams['backbone']} + {hparams['decoder']} (segmodels)",
+        "",
+        f"Semantic segmentation into {hparams['num_classes']} classes: {', '.join(config['class_names'])}.",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from segmodels import SegmentationModule",
+        "model = SegmentationModule.from_pretrained('<this folder>')",
+        "mask = model.segment(image)  # (H, W) class indices for an HxWxC uint8 array or a PIL image",
+        "```",
+        "",
+        "## Model",
+        "",
+        f"- backbone: `{hparams['backbone']}` {hparams.get('backbone_kwargs') or ''}",
+        f"- decoder: `{hparams['decoder']}` {hparams.get('decoder_kwargs') or ''}",
+        f"- input: {config['preprocessing']['in_channels']} channels, mean {config['preprocessing']['mean']}, "
+        f"std {config['preprocessing']['std']} (after scaling to [0, 1])",
+        f"- optimiser: {hparams.get('optimizer')}; schedule: {hparams.get('scheduler')}; loss: {hparams.get('loss')}",
+    ]
+    if metrics:
+        lines += ["", "## Results", "", f"Protocol: {metrics.get('protocol', 'single scale, whole images')} on "
+                  f"{metrics.get('split', 'the test split')} of {metrics.get('dataset', 'the training dataset')}.", "",
+                  "| score | value |", "| --- | --- |"]
+        for name in ("mIoU", "pixel_accuracy", "mean_accuracy", "mean_dice", "mean_boundary_iou", "ece"):
+            if name in metrics:
+                lines.append(f"| {name} | {100 * metrics[name]:.2f}% |")
+        if metrics.get("iou"):
+            lines += ["", "| class | IoU |", "| --- | --- |"]
+            lines += [f"| {name} | {'n/a' if v != v else f'{100 * v:.2f}%'} |" for name, v in metrics["iou"].items()]
+    if recipe:
+        lines += ["", "## Recipe (the composed training config)", "", "```yaml", recipe.rstrip(), "```"]
+    return "\n".join(lines) + "\n"

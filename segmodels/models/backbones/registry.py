@@ -1,0 +1,3 @@
+from segmodels.registry import Registry
+
+BACKBONES: Registry = Registry("backbone")

@@ -1,0 +1,178 @@
+"""Plain vision transformers from timm (ViT, DINOv2 with and without registers, DINOv3, SAM, EVA-02,
+SigLIP) as feature pyramids, so every decoder fits them.
+
+A plain ViT keeps one resolution (the patch grid) throughout. Following ViTDet's simple feature pyramid
+(Li et al. 2022, "Exploring Plain Vision Transformer Backbones for Object Detection") and
+mmsegmentation's ``MultiLevelNeck`` for ViT + UPerNet, the outputs of ``blocks`` evenly spaced blocks
+(timm's ``forward_intermediates``, prefix and register tokens dropped) become four levels: two
+transposed convs (4x), one (2x), identity, and a 2x max-pool, each then projected to ``adapter_channels``
+by a 1x1 and a 3x3 conv. The levels are declared at strides 4, 8, 16 and 32 of the padded input for
+any patch size (for patch 14 they are really 3.5..28: decoders resize to the actual sizes, and the
+model crops the logits back). Deliberate differences from ViTDet: BatchNorm instead of LayerNorm in
+the adapter, and the four levels come from four blocks (mmsegmentation's form), not all from the last.
+
+The adapter is new weights (``fresh``): it trains with the decoder while the pretrained ViT is frozen,
+gets the decoder's learning rate, and is never part of ``frozen_stages``. Inputs are padded to a
+multiple of the patch size (``pad_multiple``) and the position embeddings resized to the grid (timm's
+dynamic image size; SAM's windowed attention handles any grid itself).
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import load_file
+from timm.models import group_parameters
+from torch import nn
+
+from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+from .base import Backbone, BackboneInfo, check_output_stride
+from .weights import PretrainedWeightsUnavailable, load_exactly, unreadable_weights
+
+PLAIN_VIT_PREFIXES = ("vit_", "samvit_", "eva02_")
+PLAIN_VIT_MARKERS = ("_dinov2", "_dinov3", "_siglip")
+STRIDES = (4, 8, 16, 32)
+
+
+def is_plain_vit(model_name: str) -> bool:
+    return model_name.startswith(PLAIN_VIT_PREFIXES) or any(m in model_name for m in PLAIN_VIT_MARKERS)
+
+
+def scale_branch(width: int, scale: float) -> tuple[nn.Module, int]:
+    """ViTDet's resampling of the patch grid by ``scale``, and the width it leaves."""
+    if scale == 4:
+        return nn.Sequential(nn.ConvTranspose2d(width, width // 2, 2, stride=2), nn.BatchNorm2d(width // 2), nn.GELU(),
+                             nn.ConvTranspose2d(width // 2, width // 4, 2, stride=2)), width // 4
+    if scale == 2:
+        return nn.ConvTranspose2d(width, width // 2, 2, stride=2), width // 2
+    if scale == 1:
+        return nn.Identity(), width
+    return nn.MaxPool2d(2, ceil_mode=True), width
+
+
+class SimplePyramid(nn.Module):
+    """Four patch-grid maps -> levels at 4x, 2x, 1x and 0.5x the grid, each ``channels`` wide."""
+
+    def __init__(self, width: int, channels: int) -> None:
+        super().__init__()
+        self.resample, self.project = nn.ModuleList(), nn.ModuleList()
+        for scale in (4, 2, 1, 0.5):
+            branch, out = scale_branch(width, scale)
+            self.resample.append(branch)
+            self.project.append(nn.Sequential(
+                nn.Conv2d(out, channels, 1, bias=False), nn.BatchNorm2d(channels),
+                nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+            ))
+
+        self.used = [0, 1, 2, 3]
+
+    def keep(self, used: list[int]) -> None:
+        """Drop the branches of levels no decoder reads (their weights would never learn)."""
+        self.used = sorted(used)
+        for index in set(range(4)) - set(used):
+            self.resample[index], self.project[index] = nn.Identity(), nn.Identity()
+
+    def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        return [self.project[i](self.resample[i](m)) if i in self.used else None for i, m in enumerate(maps)]
+
+
+def evenly_spaced_blocks(depth: int, count: int) -> list[int]:
+    """``count`` block indices ending at the last block, evenly spaced (12 blocks, 4: 2, 5, 8, 11); a
+    shallower network repeats blocks (2 blocks: 0, 0, 0, 1)."""
+    return [max(0, (i + 1) * depth // count - 1) for i in range(count)]
+
+
+def read_state_dict(path: str | Path, model_name: str) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone '{model_name}': weights file {path} does not exist; give backbone.weights "
+                                f"the path of a .safetensors or .pth state dict in timm's key layout")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated files, a header that is not safetensors, pickle garbage
+        raise ValueError(unreadable_weights(path, model_name, error)) from error
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+ADAPTERS = ("simple_pyramid", "none")
+
+
+class ViTBackbone(Backbone):
+    """``adapter="none"`` leaves the four block outputs as they are (all at the patch stride, ``embed_dim`` wide):
+    the input of the DINOv2 paper's linear probe, for decoders that fit any pyramid (``linear``, ``segformer``)."""
+
+    def __init__(self, model_name: str = "vit_small_patch14_dinov2", pretrained: bool = True, in_channels: int = 3,
+                 weights: str | None = None, blocks: int | list[int] = 4, adapter: str = "simple_pyramid",
+                 adapter_channels: int = 256, depth: int | None = None, output_stride: int = 32) -> None:
+        super().__init__()
+        if adapter not in ADAPTERS:
+            raise ValueError(f"backbone.adapter={adapter!r}: choose one of {', '.join(ADAPTERS)}")
+        check_output_stride(model_name, output_stride, (32,))  # the pyramid is the adapter's, not dilation's
+        options = {"num_classes": 0, "in_chans": in_channels, **({"depth": depth} if depth else {})}
+        try:
+            self.vit = self._create(model_name, pretrained and not weights, options)
+        except (OSError, RuntimeError) as error:
+            raise PretrainedWeightsUnavailable(
+                f"backbone '{model_name}' asked for pretrained weights, which are not in the Hugging Face cache "
+                f"(HF_HOME) and could not be downloaded ({error}). Either copy the cache from a machine with "
+                f"internet, give a local file with backbone.weights=/path/to/file.safetensors, or train from random "
+                f"weights with backbone.pretrained=false."
+            ) from error
+        if weights:
+            load_exactly(self.vit, read_state_dict(weights, model_name), source=str(weights), ignore=("head.",))
+        count = len(self.vit.blocks)
+        self.blocks = list(blocks) if isinstance(blocks, (list, tuple)) else evenly_spaced_blocks(count, blocks)
+        if len(self.blocks) != 4 or not all(0 <= b < count for b in self.blocks):
+            raise ValueError(f"backbone.blocks={blocks}: give 4 block indices in 0..{count - 1} (or a count, 4)")
+        # drop what no level uses (blocks after the last taken, the final norm, the head): every weight trains
+        self.vit.prune_intermediate_layers(sorted(set(self.blocks)), prune_norm=True, prune_head=True)
+        self.pad_multiple = self.vit.patch_embed.patch_size[0]
+        if adapter == "none":
+            self.adapter, self.fresh = None, ()
+            self.channels, self.strides = [self.vit.embed_dim] * 4, [self.pad_multiple] * 4
+        else:
+            self.adapter, self.fresh = SimplePyramid(self.vit.embed_dim, adapter_channels), ("adapter",)
+            self.channels, self.strides = [adapter_channels] * 4, list(STRIDES)
+        config = self.vit.pretrained_cfg
+        self.mean, self.std = tuple(config.get("mean", IMAGENET_MEAN)), tuple(config.get("std", IMAGENET_STD))
+
+    @staticmethod
+    def _create(model_name: str, pretrained: bool, options: dict) -> nn.Module:
+        try:
+            return timm.create_model(model_name, pretrained=pretrained, dynamic_img_size=True, **options)
+        except TypeError:  # SAM's ViT takes any grid without the flag
+            return timm.create_model(model_name, pretrained=pretrained, **options)
+
+    def keep_levels(self, used: list[int]) -> None:
+        if self.adapter is not None:
+            self.adapter.keep(used)
+
+    def layers(self) -> list[list[nn.Parameter]]:
+        """By block, as BEiT and timm's layer decay group a ViT: the patch and position embeddings first, then
+        one group per block (timm's ``group_matcher``); the adapter is new weights and is in none."""
+        parameters = dict(self.vit.named_parameters())
+        groups = group_parameters(self.vit, self.vit.group_matcher(coarse=False))
+        return [[parameters[name] for name in names] for _, names in sorted(groups.items())]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        taken = sorted(set(self.blocks))  # timm returns one map per block, however often it is named
+        maps = self.vit.forward_intermediates(x, indices=taken, output_fmt="NCHW", intermediates_only=True)
+        maps = [maps[taken.index(b)] for b in self.blocks]
+        return maps if self.adapter is None else self.adapter(maps)
+
+
+def vit_info(model_name: str, adapter_channels: int = 256) -> BackboneInfo:
+    config = timm.get_pretrained_cfg(model_name)
+    config = config.to_dict() if config is not None else {}
+    return BackboneInfo((adapter_channels,) * 4, STRIDES, tuple(config.get("mean", IMAGENET_MEAN)),
+                        tuple(config.get("std", IMAGENET_STD)),
+                        f"timm {config.get('hf_hub_id') or model_name} (+ a new SimplePyramid adapter)")
+
+
+def resolve_vit(model_name: str):
+    return partial(ViTBackbone, model_name) if timm.is_model(model_name) and is_plain_vit(model_name) else None

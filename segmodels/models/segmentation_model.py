@@ -1,0 +1,84 @@
+"""Backbone + decoder = a segmentation model, with the freezing that transfer learning needs."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import Backbone
+from .backbones.stages import early_stages
+
+
+class SegmentationModel(nn.Module):
+    """Logits at the input's size, whatever the backbone's strides."""
+
+    def __init__(self, backbone: Backbone, decoder: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.decoder = decoder
+        self.backbone_frozen = False
+        self.frozen_bn_eval = True
+        self.frozen_stages = 0
+        self.fixed: list[nn.Parameter] = []  # never trained, whatever the freezing (LoRA's base weights)
+        self._stage_cache: dict[int, tuple[list[nn.Parameter], list[nn.Module]]] = {}
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.backbone.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.backbone.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        multiple = self.backbone.pad_multiple
+        if multiple > 1:  # a ViT sees whole patches: pad right and bottom, crop the logits back
+            x = F.pad(x, (0, -width % multiple, 0, -height % multiple))
+        logits = self.decoder(self.backbone(x))
+        if logits.shape[-2:] != x.shape[-2:] or torch.onnx.is_in_onnx_export():  # exported for every size
+            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits[..., :height, :width] if multiple > 1 else logits
+
+    def fresh_modules(self) -> list[nn.Module]:
+        """The backbone's newly initialised parts (a ViT's pyramid adapter), which train with the decoder."""
+        return [getattr(self.backbone, name) for name in self.backbone.fresh]
+
+    def freeze_backbone(self, bn_eval: bool = True) -> None:
+        """No gradients into the backbone; with ``bn_eval`` its BatchNorm statistics stay fixed too."""
+        self.backbone.requires_grad_(False)
+        for module in self.fresh_modules():
+            module.requires_grad_(True)
+        self.backbone_frozen, self.frozen_bn_eval = True, bn_eval
+        self.train(self.training)
+
+    def unfreeze_backbone(self) -> None:
+        """Gradients into the backbone again, except its first ``frozen_stages`` stages."""
+        self.backbone.requires_grad_(True)
+        self.backbone_frozen = False
+        for parameter in [*self.early_stages(self.frozen_stages)[0], *self.fixed]:
+            parameter.requires_grad_(False)
+        self.train(self.training)
+
+    def early_stages(self, stages: int) -> tuple[list[nn.Parameter], list[nn.Module]]:
+        """What the first ``stages`` stages of the backbone hold (see ``stages.early_stages``), found once."""
+        if stages not in self._stage_cache:
+            self._stage_cache[stages] = early_stages(self.backbone, stages)
+        return self._stage_cache[stages]
+
+    def train(self, mode: bool = True) -> "SegmentationModel":
+        super().train(mode)
+        if mode and self.frozen_bn_eval:
+            if self.backbone_frozen:
+                self.backbone.eval()
+                for module in self.fresh_modules():
+                    module.train()
+            for norm in self.early_stages(self.frozen_stages)[1]:
+                norm.eval()
+            if self.fixed:  # LoRA: the pretrained BatchNorm statistics stay fixed with the weights
+                fixed = {id(p) for p in self.fixed}
+                for norm in self.backbone.modules():
+                    if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.weight is not None \
+                            and id(norm.weight) in fixed:
+                        norm.eval()
+        return self

@@ -1,0 +1,226 @@
+"""The LightningModule: plain-valued hyper-parameters, so a checkpoint loads without Hydra."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from datamodules.normalization import Normalization
+from segmodels.deprecation import warn_renamed
+from segmodels.evaluation.metrics import SegmentationScores, format_iou_table, scores_from_confusion
+from segmodels.evaluation.pictures import prediction_grid
+from segmodels.evaluation.report import SUMMARY_SCORES, scores_report
+from segmodels.io.checkpoint_reader import open_checkpoint, portable_hyperparameters
+from segmodels.io.model_folder import load_weights, read_pretrained, save_pretrained
+from segmodels.models.factory import build_model
+from segmodels.models.inference import predict_probabilities
+
+from .losses import build_loss
+from .optimizers import build_optimizer_from_settings, build_schedule
+
+log = logging.getLogger(__name__)
+
+
+@rank_zero_only
+def report_test_table(table: str) -> None:
+    log.info("Per-class IoU on the test split (%%):\n%s", table)
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains ``build_model(backbone, decoder, ...)`` with cross-entropy; reports mIoU over whole splits.
+
+    ``optimizer`` is ``{"name": "adamw", "lr": ..., other optimizer kwargs, "backbone_lr_factor": ...}``;
+    ``scheduler`` is ``{"name": "cosine", ...}`` or None, stepped every iteration. ``class_weights``
+    weight the training cross-entropy (e.g. ``python -m datamodules.summary --class-weights``).
+    """
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        decoder: str = "unet",
+        num_classes: int = 21,
+        in_channels: int = 3,
+        pretrained: bool = True,
+        backbone_kwargs: dict[str, Any] | None = None,
+        decoder_kwargs: dict[str, Any] | None = None,
+        class_names: list[str] | None = None,
+        ignore_index: int = 255,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        log_images: int = 4,
+        class_weights: list[float] | None = None,
+        loss: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(
+            backbone, decoder, num_classes, in_channels, pretrained, backbone_kwargs, decoder_kwargs
+        )
+        self.class_names = list(class_names or [f"class_{i}" for i in range(num_classes)])
+        if len(self.class_names) != num_classes:
+            raise ValueError(f"{len(self.class_names)} class_names given for num_classes={num_classes}")
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(f"{len(class_weights)} class_weights given for num_classes={num_classes}")
+        options = dict(loss or {"name": "ce"})
+        self.criterion = build_loss(options.pop("name"), ignore_index, class_weights, **options)
+        self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
+        self.test_scores_metric = SegmentationScores(num_classes, ignore_index)  # evaluate.py's, at one scale
+        self.test_scores: dict[str, Any] = {}
+        self._preview: tuple[torch.Tensor, ...] | None = None
+        self.memory_format = torch.contiguous_format
+        # the dataset config checkpoints carry (evaluate.py's default dataset); train.py sets it, restore reads it
+        self.datamodule_config: dict[str, Any] | None = None
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs) -> "SegmentationModule":  # type: ignore[override]
+        """Lightning's loader; when it fails on a missing or broken file, an error that names the file instead of
+        one from inside torch (the file is read a second time only then)."""
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except Exception:
+            if isinstance(checkpoint_path, (str, Path)):
+                open_checkpoint(checkpoint_path, "checkpoint_path")  # raises the clear error if the file is at fault
+            raise
+
+    @classmethod
+    def restore(cls, path: str, map_location: str | torch.device = "cpu", key: str = "ckpt_path") -> "SegmentationModule":
+        """The module a checkpoint holds, in eval mode, with clear errors for a missing or broken file (``key`` is
+        the option that named it)."""
+        checkpoint = open_checkpoint(path, key)
+        if "hyper_parameters" not in checkpoint:
+            raise ValueError(f"{key}={path}: the checkpoint holds no hyper-parameters, so the model cannot be rebuilt; "
+                             f"give a checkpoint written by train.py")
+        module = cls(**portable_hyperparameters(dict(checkpoint["hyper_parameters"])))
+        module.load_state_dict(checkpoint["state_dict"])
+        module.datamodule_config = checkpoint.get("datamodule")
+        return module.to(map_location).eval()
+
+    def save_pretrained(self, folder: str, metrics: dict[str, Any] | None = None, recipe: str | None = None) -> Path:
+        """``folder``/model.safetensors, config.json and README.md (see ``segmodels.io.model_folder``)."""
+        return save_pretrained(self.model, dict(self.hparams), self.class_names, folder, metrics, recipe)
+
+    @classmethod
+    def from_pretrained(cls, folder: str, map_location: str | torch.device = "cpu") -> "SegmentationModule":
+        """The model ``save_pretrained`` wrote, in eval mode; needs neither Hydra nor data nor a download."""
+        hparams, weights = read_pretrained(folder)
+        module = cls(**hparams)
+        load_weights(module.model, weights, map_location)
+        return module.to(map_location).eval()
+
+    def use_channels_last(self) -> None:
+        """NHWC weights and inputs: what tensor cores want for convolutions (bf16/fp16 on recent GPUs)."""
+        self.memory_format = torch.channels_last
+        self.model.to(memory_format=torch.channels_last)
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return self.model.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return self.model.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype == torch.uint8:
+            raise TypeError(
+                "got uint8 images: VOCSegmentationDataModule's loaders ship raw bytes and normalise on the device "
+                "in on_after_batch_transfer; pass the datamodule (trainer.fit(module, datamodule=dm)) rather "
+                "than its loaders, or call dm.normalize(images) first"
+            )
+        return self.model(images.contiguous(memory_format=self.memory_format))
+
+    def segment(self, image, flip: bool = False, tile: int | None = None, overlap: float = 0.25) -> np.ndarray:
+        """An (H, W) class-index array for one HxWxC uint8 array or PIL image, at the image's own size."""
+        array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) and self.hparams.in_channels == 3 else image)
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.shape[-1] != self.hparams.in_channels:
+            raise ValueError(f"image has {array.shape[-1]} channels; this model takes {self.hparams.in_channels}")
+        x = Normalization(self.mean, self.std)(torch.from_numpy(np.array(array)).permute(2, 0, 1)[None].to(self.device))
+        was_training = self.training
+        self.eval()
+        probabilities = predict_probabilities(self.model, x, flip=flip, tile=tile, overlap=overlap)
+        self.train(was_training)
+        return probabilities.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+
+    def predict(self, image, flip: bool = False, tile: int | None = None, overlap: float = 0.25) -> np.ndarray:
+        """Deprecated name of ``segment`` (renamed so it cannot be confused with Lightning's ``predict_step``)."""
+        warn_renamed("SegmentationModule.predict", "SegmentationModule.segment")
+        return self.segment(image, flip=flip, tile=tile, overlap=overlap)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch["mask"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], confusion: MulticlassConfusionMatrix, stage: str):
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch["mask"])
+        predictions = logits.argmax(dim=1)
+        confusion.update(predictions, batch["mask"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
+        return predictions
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        predictions = self._evaluate(batch, self.val_confusion, "val")
+        if batch_idx == 0 and self.hparams.log_images:
+            k = self.hparams.log_images
+            self._preview = (batch["image"][:k], batch["mask"][:k], predictions[:k])
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["image"])
+        self.log("test/loss", self.criterion(logits, batch["mask"]), on_epoch=True, sync_dist=True, batch_size=len(logits))
+        self.test_scores_metric.update(logits.float().softmax(dim=1), batch["mask"])
+
+    def _log_scores(self, scores: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
+        for name in SUMMARY_SCORES:
+            self.log(f"{stage}/{name}", scores[name].float(), prog_bar=name == "mIoU")
+        for name, value in zip(self.class_names, scores["iou"]):
+            if not torch.isnan(value):
+                self.log(f"{stage}/IoU/{name}", value.float())
+        return scores
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_scores(scores_from_confusion(self.val_confusion.compute()), "val")
+        self.val_confusion.reset()
+        experiment = getattr(self.logger, "experiment", None)
+        if self._preview is not None and hasattr(experiment, "add_image") and not self.trainer.sanity_checking:
+            grid = prediction_grid(*self._preview, self.mean, self.std)
+            experiment.add_image("val/predictions", grid, self.global_step)
+        self._preview = None
+
+    def on_test_epoch_end(self) -> None:
+        scores = self._log_scores(self.test_scores_metric.compute(), "test")
+        self.test_scores_metric.reset()
+        self.log("test/mean_boundary_iou", scores["mean_boundary_iou"].float())
+        self.log("test/ece", scores["ece"].float())
+        self.test_scores = scores_report(scores, self.class_names)
+        report_test_table(format_iou_table(scores["iou"].cpu(), self.class_names))
+
+    def configure_optimizers(self):
+        trainer = self.trainer
+        batch = getattr(getattr(trainer, "datamodule", None), "batch_size", None)
+        global_batch = batch * trainer.world_size * trainer.accumulate_grad_batches if batch else None
+        settings = self.hparams.optimizer or {"name": "adamw", "lr": 1e-3}
+        optimizer = build_optimizer_from_settings(self.model, settings, global_batch)
+        if not self.hparams.scheduler:
+            return optimizer
+        schedule = dict(self.hparams.scheduler)
+        scheduler = build_schedule(optimizer, trainer.estimated_stepping_batches, schedule.pop("name"), **schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        portable_hyperparameters(checkpoint["hyper_parameters"])
+        if self.datamodule_config:  # evaluate.py's default dataset
+            checkpoint["datamodule"] = self.datamodule_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.datamodule_config = checkpoint.get("datamodule", self.datamodule_config)

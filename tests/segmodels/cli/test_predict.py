@@ -1,0 +1,64 @@
+"""Prediction: module.predict in Python and predict.py on files."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+from segmodels import SegmentationModule
+from segmodels.models.inference import predict_probabilities, window_starts
+from tests.helpers import ROOT, subprocess_env
+
+
+def small_module() -> SegmentationModule:
+    return SegmentationModule(backbone="efficientnet_lite0", decoder="unet", num_classes=3, pretrained=False,
+                              decoder_kwargs={"decoder_channels": [8, 8, 8, 8]}).eval()
+
+
+def test_predict_returns_class_indices_at_the_image_size():
+    module = small_module()
+    image = (np.random.default_rng(0).random((45, 61, 3)) * 255).astype(np.uint8)
+    mask = module.segment(image)
+    assert mask.shape == (45, 61) and mask.max() < 3
+    assert np.array_equal(module.segment(Image.fromarray(image)), mask)
+    expected = module((torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5).argmax(1)[0].numpy()
+    assert np.array_equal(mask, expected)
+
+
+def test_flip_averages_the_mirrored_prediction_and_tiles_cover_the_image():
+    module = small_module()
+    x = torch.randn(1, 3, 40, 52)
+    with torch.no_grad():
+        plain = module(x).softmax(1)
+        mirrored = module(x.flip(-1)).softmax(1).flip(-1)
+    assert torch.allclose(predict_probabilities(module.model, x, flip=True), (plain + mirrored) / 2, atol=1e-6)
+    tiled = predict_probabilities(module.model, x, tile=32, overlap=0.5)
+    assert tiled.shape == plain.shape and torch.allclose(tiled.sum(1), torch.ones(1, 40, 52), atol=1e-5)
+    assert window_starts(52, 32, 16) == [0, 16, 20] and window_starts(20, 32, 16) == [0]
+
+
+def test_predict_script_writes_palette_masks_and_overlays(tmp_path):
+    import lightning as L
+
+    module = small_module()
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((37, 50, 3), 120, np.uint8)).save(photos / "a.jpg")
+    Image.fromarray(np.full((70, 30, 3), 30, np.uint8)).save(photos / "b.png")
+    result = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={tmp_path / 'model.ckpt'}",
+                             f"input={photos}", f"output={tmp_path / 'out'}", "flip=true", "tile=32"],
+                            cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name, size in (("a", (50, 37)), ("b", (30, 70))):
+        mask = Image.open(tmp_path / "out" / f"{name}.png")
+        assert mask.mode == "P" and mask.size == size and np.asarray(mask).max() < 3
+        assert Image.open(tmp_path / "out" / f"{name}_overlay.jpg").size == size
+    assert "wrote 2 masks" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["expected.pt", "model.ckpt", "out", "photos"] or \
+        sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "out", "photos"]  # no predict.log, no .hydra

@@ -1,0 +1,68 @@
+"""evaluate.py: the test protocols, the files it writes, agreement with train.py, and its errors."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from segmodels.cli.evaluate import evaluate
+from segmodels.evaluation.report import image_scores
+from tests.helpers import ROOT, subprocess_env
+
+
+def test_one_image_scores_by_hand():
+    target = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 255]])
+    prediction = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 2]])
+    accuracy, miou = image_scores(prediction, target, 3, 255)
+    # 7 labelled pixels, 6 right; class 0: 3 / 4, class 1: 3 / 4, class 2: absent from both
+    assert accuracy == pytest.approx(6 / 7) and miou == pytest.approx(0.75)
+
+
+def test_evaluate_at_one_scale_equals_train_py_test_scores_exactly(trained_run, tmp_path):
+    run, trained = trained_run
+    metrics = evaluate(trained["best_checkpoint"], tmp_path, split="test")
+    for name in ("mIoU", "pixel_accuracy", "mean_accuracy", "mean_dice", "mean_boundary_iou", "ece"):
+        assert metrics[name] == trained[f"test/{name}"], name
+    assert metrics["iou"] == trained["test/iou"] and metrics["confusion"] == trained["test/confusion"]
+    assert metrics["boundary_iou"] == trained["test/boundary_iou"]
+    assert metrics["images"] == 4 and metrics["protocol"]["scales"] == [1.0]
+
+
+def test_evaluate_py_multi_scale_flip_and_sliding_windows_write_every_file(trained_run, tmp_path):
+    run, trained = trained_run
+    out = tmp_path / "evaluation"
+    result = subprocess.run(
+        [sys.executable, "evaluate.py", f"ckpt_path={trained['best_checkpoint']}", "split=val",
+         "scales=[0.75,1.0,1.5]", "flip=true", "tile=32", "worst=3", f"hydra.run.dir={out}"],
+        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"files            {out}/" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "val" and metrics["protocol"]["scales"] == [0.75, 1.0, 1.5]
+    assert metrics["protocol"]["flip"] is True and metrics["protocol"]["tile"] == 32
+    assert set(metrics["boundary_iou"]) == set(metrics["iou"]) and 0 <= metrics["ece"] <= 1
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert [r["id"] for r in rows] == [f"val_{i:04d}" for i in range(4)] and rows[0]["height"] == "48"
+    for name in ("worst.png", "reliability.png", "confusion_matrix.csv", "confusion_matrix.png", "iou.png"):
+        assert (out / name).stat().st_size > 0, name
+
+
+def test_bad_input_is_named_with_the_fix(trained_run, tmp_path):
+    run, trained = trained_run
+    best = trained["best_checkpoint"]
+    with pytest.raises(FileNotFoundError, match=r"ckpt_path=.*missing.ckpt: no such checkpoint file"):
+        evaluate(str(tmp_path / "missing.ckpt"), tmp_path)
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(open(best, "rb").read()[:5000])  # a copy cut short, as a full disk leaves it
+    with pytest.raises(ValueError, match=r"broken.ckpt: the file cannot be read as a checkpoint .* truncated"):
+        evaluate(str(broken), tmp_path)
+    with pytest.raises(ValueError, match=r"split=holdout: choose one of train, val, test"):
+        evaluate(best, tmp_path, split="holdout")
+    with pytest.raises(ValueError, match=r"scales=\[0.0, -1\]: give one or more positive numbers"):
+        evaluate(best, tmp_path, scales=[0.0, -1])
+    with pytest.raises(ValueError, match=r"scales=\['big'\]: give one or more positive numbers"):
+        evaluate(best, tmp_path, scales=["big"])
