@@ -13,7 +13,8 @@ from segmodels.cli.export import export
 @hydra.main(config_path="conf", config_name="export", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     quiet_third_party()
-    print(export(cfg.ckpt_path, cfg.output, cfg.image, format=cfg.format, opset=cfg.opset, fp16=cfg.fp16))
+    print(export(cfg.ckpt_path, cfg.output, cfg.image, format=cfg.format, opset=cfg.opset, fp16=cfg.fp16,
+                 trust_checkpoint=cfg.trust_checkpoint))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from segmodels.cli.predict import predict_folder
 @hydra.main(config_path="conf", config_name="predict", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     written = predict_folder(cfg.ckpt_path, cfg.input, cfg.output, flip=cfg.flip, tile=cfg.tile,
-                             overlap=cfg.overlap, device=cfg.device)
+                             overlap=cfg.overlap, device=cfg.device, trust_checkpoint=cfg.trust_checkpoint)
     print(f"wrote {len(written)} masks to {cfg.output}")
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import heapq
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
 from datamodules.progress import progress
 from segmodels.evaluation.metrics import SegmentationScores
@@ -18,17 +19,57 @@ from segmodels.models.inference import check_scales, predict_probabilities
 from segmodels.training.segmentation_module import SegmentationModule
 
 SPLITS = ("train", "val", "test")
+TRANSFORMS = "albumentations."  # the only _target_s a checkpoint's dataset config may hold inside the datamodule's
 
 
-def evaluation_datamodule(module: SegmentationModule, dataset: dict | None, ckpt_path: str):
-    """``dataset`` (a config) or else the one saved in the checkpoint, normalised as the model expects."""
+def evaluation_datamodule(module: SegmentationModule, dataset: dict | None, ckpt_path: str, trust: bool = False):
+    """``dataset`` (a config) or else the one saved in the checkpoint, normalised as the model expects. A config from
+    the checkpoint is instantiated only when it names this project's datamodules (and albumentations transforms
+    inside), unless ``trust``: Hydra would otherwise call whatever its ``_target_`` names."""
     config = dict(dataset or module.datamodule_config or {})
     if not config:
         raise ValueError(f"ckpt_path={ckpt_path}: the checkpoint does not say which dataset it was trained on (it "
                          f"predates evaluate.py); name one, e.g. dataset=voc2012 data_dir=/data or dataset=custom "
                          f"dataset.root=/data/mine")
+    if not dataset and not trust:
+        check_targets(config, ckpt_path)
     config.update(backbone=None, mean=list(module.mean), std=list(module.std))
     return instantiate(config)
+
+
+def targets(node: Any, nested: bool = False) -> Iterator[tuple[str, bool]]:
+    """Every ``_target_`` in a config, and whether it sits below the top level."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield str(node["_target_"]), nested
+        for key, value in node.items():
+            if key != "_target_":
+                yield from targets(value, True)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from targets(value, True)
+
+
+def is_project_datamodule(target: str) -> bool:
+    """Named inside ``datamodules`` (our own package, so locating it imports nothing foreign) and a DataModule."""
+    if not target.startswith("datamodules."):
+        return False
+    try:
+        found = get_class(target)
+    except Exception:
+        return False
+    return issubclass(found, L.LightningDataModule)
+
+
+def check_targets(config: dict, ckpt_path: str) -> None:
+    for target, nested in targets(config):
+        allowed = target.startswith(TRANSFORMS) if nested else is_project_datamodule(target)
+        if not allowed:
+            raise ValueError(
+                f"ckpt_path={ckpt_path}: the checkpoint's dataset config names _target_={target}, which is not one of "
+                f"this project's datamodules (datamodules.*, with {TRANSFORMS}* transforms inside); it is not "
+                f"instantiated. Name the dataset yourself (dataset=<name> or dataset=custom dataset.root=...), or pass "
+                f"trust_checkpoint=true for a checkpoint you trust")
 
 
 def evaluate(
@@ -44,6 +85,7 @@ def evaluate(
     bins: int = 15,
     worst: int = 8,
     device: str = "auto",
+    trust_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Scores of ``ckpt_path`` on ``split``; writes the files into ``output_dir`` and returns metrics.json's content."""
     scales = check_scales(scales)
@@ -51,8 +93,8 @@ def evaluate(
         raise ValueError(f"split={split}: choose one of {', '.join(SPLITS)} (the dataset's train_split, val_split or "
                          f"test_split file)")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    module = SegmentationModule.restore(ckpt_path, map_location=device)
-    data = evaluation_datamodule(module, dataset, ckpt_path)
+    module = SegmentationModule.restore(ckpt_path, map_location=device, trust=trust_checkpoint)
+    data = evaluation_datamodule(module, dataset, ckpt_path, trust_checkpoint)
     if not data.splits.get(split):
         raise ValueError(f"split={split}: the dataset at {data.root} has no {split} split (dataset.{split}_split is "
                          f"empty); choose another split or set dataset.{split}_split=<file name without .txt>")

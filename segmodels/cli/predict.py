@@ -27,7 +27,7 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> Image.Image:
 
 
 def predict_folder(ckpt_path: str, input: str, output: str, flip: bool = False, tile: int | None = None,
-                   overlap: float = 0.25, device: str = "auto") -> list[Path]:
+                   overlap: float = 0.25, device: str = "auto", trust_checkpoint: bool = False) -> list[Path]:
     source, target = Path(input), Path(output)
     if not source.exists():
         raise FileNotFoundError(f"input {source} does not exist; give an image file or a folder of images")
@@ -41,7 +41,7 @@ def predict_folder(ckpt_path: str, input: str, output: str, flip: bool = False, 
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    module = SegmentationModule.restore(ckpt_path, map_location=device)
+    module = SegmentationModule.restore(ckpt_path, map_location=device, trust=trust_checkpoint)
     target.mkdir(parents=True, exist_ok=True)
     palette = voc_palette().tobytes()
     written = []

@@ -89,21 +89,21 @@ def _info(message: str) -> None:
     log.info(message)
 
 
-def resume_path(ckpt_path: str | None, output_dir: Path) -> str | None:
+def resume_path(ckpt_path: str | None, output_dir: Path, trust: bool = False) -> str | None:
     """``ckpt_path`` checked (a missing or broken file is named before training starts), or for ``auto`` the run
     folder's latest state: ``checkpoints/last.ckpt``, or the ``hpc_ckpt_<n>.ckpt`` that Lightning's SLURM requeue
     wrote on SIGUSR1, whichever is newer; nothing there: a fresh start."""
     if ckpt_path in (None, "", "null"):
         return None
     if ckpt_path != "auto":
-        open_checkpoint(ckpt_path)
+        open_checkpoint(ckpt_path, trust=trust)
         return str(ckpt_path)
     candidates = [p for p in [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")] if p.exists()]
     if not candidates:
         _info(f"ckpt_path=auto: no checkpoint in {output_dir}; starting fresh")
         return None
     latest = max(candidates, key=lambda p: p.stat().st_mtime)
-    open_checkpoint(latest, "ckpt_path=auto found")
+    open_checkpoint(latest, "ckpt_path=auto found", trust)
     _info(f"ckpt_path=auto: resuming from {latest}")
     return str(latest)
 
@@ -128,6 +128,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, validate every epoch, test the best checkpoint; return (and save) the metrics. Changes no warning
     filter: ``train.py`` quiets third-party messages (``console.quiet_third_party``), a notebook keeps its own."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    trust = bool(cfg.get("trust_checkpoint", False))  # open ckpt_path / model.init_from beyond weights-only
     output_dir = Path(cfg.output_dir)
     _write(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     print_config(cfg)
@@ -137,7 +138,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, datamodule.num_classes, datamodule.class_names)
     module.datamodule_config = _plain(cfg.dataset)  # saved in checkpoints: what evaluate.py reads by default
     if cfg.get("model", {}).get("init_from"):
-        load_matching(module, cfg.model.init_from)
+        load_matching(module, cfg.model.init_from, trust)
     if datamodule.in_channels != module.hparams.in_channels:
         raise ValueError(
             f"images in {datamodule.root} have {datamodule.in_channels} channels but the model is built for "
@@ -155,10 +156,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         plugins=[SafeCheckpointIO()],
     )
     apply_speed_options(module, cfg.get("model", {}), trainer)
-    ckpt_path = resume_path(cfg.get("ckpt_path"), output_dir)
+    ckpt_path = resume_path(cfg.get("ckpt_path"), output_dir, trust)
     started = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     except torch.OutOfMemoryError as error:
         raise torch.OutOfMemoryError(out_of_memory_advice(cfg, output_dir)) from error
     except SIGTERMException as error:  # last.ckpt was written (LatestCheckpoint); exit as a terminated process does
@@ -166,7 +167,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     train_seconds = time.perf_counter() - started
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-    trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=False, verbose=False)
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)  # our own file
 
     metrics = {name: value.item() for name, value in trainer.callback_metrics.items() if value.numel() == 1}
     metrics.update({f"test/{k}": v for k, v in module.test_scores.items()})

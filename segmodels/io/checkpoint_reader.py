@@ -1,7 +1,15 @@
-"""Checkpoints in and out: fine-tuning from one (every weight whose name and shape match), and
-hyper-parameters that rebuild the model from the checkpoint alone."""
+"""Checkpoints in: opening one safely, fine-tuning from one (every weight whose name and shape match), and
+hyper-parameters that rebuild the model from the checkpoint alone.
+
+Every .ckpt is opened with ``weights_only=True``: its pickle may hold tensors, numbers, strings and containers,
+nothing that names a function or class to call, so a hostile file cannot run code (PyTorch's default since 2.6). The
+files this project writes need nothing more (the RNG states ``ExactResume`` saves are tensors and numbers), so no
+type is allowlisted. A file that asks for more is refused before any of it is unpickled, naming what it asks for;
+``trust_checkpoint=true`` opens it the old way, for a file the user vouches for.
+"""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -9,15 +17,48 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 
-def open_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
-    """A checkpoint's contents, or an error naming the file, what is wrong and what to do instead of a bare
-    traceback from deep inside torch or pickle."""
+class UnsafeCheckpoint(ValueError):
+    """A checkpoint whose pickle names globals a weights-only load refuses (it could run code when opened)."""
+
+
+def refusal(path: Path, key: str, names: list[str]) -> UnsafeCheckpoint:
+    return UnsafeCheckpoint(
+        f"{key}={path}: the checkpoint asks for {', '.join(names)}, which a weights-only load refuses because "
+        f"unpickling it could run code; nothing of it was run. For a file you trust (you wrote it, or you trust its "
+        f"source), open it with trust_checkpoint=true, or convert it once into a model folder that never needs trust: "
+        f"SegmentationModule.restore('{path}', trust=True).save_pretrained('<folder>'), then "
+        f"SegmentationModule.from_pretrained('<folder>')")
+
+
+def check_safe(path: str | Path, key: str = "ckpt_path") -> None:
+    """Refuse ``path`` if its pickle names anything beyond tensors and plain containers: read from the opcodes
+    (torch's ``get_unsafe_globals_in_checkpoint``), nothing executed."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # not a zip checkpoint: the weights-only load itself refuses it, or names the damage
+        return
+    if names:
+        raise refusal(Path(path), key, names)
+
+
+def open_checkpoint(path: str | Path, key: str = "ckpt_path", trust: bool = False) -> dict:
+    """A checkpoint's contents, loaded weights-only unless ``trust``; or an error naming the file, what is wrong and
+    what to do instead of a bare traceback from deep inside torch or pickle."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{key}={path}: no such checkpoint file; give the path of a .ckpt file (train.py "
                                 f"prints the best one at the end; runs keep them in <run>/checkpoints/)")
+    if not trust:
+        check_safe(path, key)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" in str(error):  # an older file format the opcode scan cannot read
+            raise refusal(path, key, [str(error).split("GLOBAL ")[-1].split(" ")[0] if "GLOBAL " in str(error)
+                                      else "a global"]) from None
+        raise ValueError(f"{key}={path}: the file cannot be read as a checkpoint ({type(error).__name__}: "
+                         f"{str(error)[:200]}); it is truncated or not a PyTorch file. Use another checkpoint of the "
+                         f"run (last.ckpt or best.ckpt beside it)") from error
     except Exception as error:  # truncated zip, pickle garbage, an image renamed .ckpt ...
         raise ValueError(f"{key}={path}: the file cannot be read as a checkpoint ({type(error).__name__}: "
                          f"{str(error)[:200]}); it is truncated or not a PyTorch file. Use another checkpoint of the "
@@ -28,11 +69,11 @@ def open_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict:
     return checkpoint
 
 
-def load_matching(module: nn.Module, checkpoint: str | Path) -> dict[str, list[str]]:
+def load_matching(module: nn.Module, checkpoint: str | Path, trust: bool = False) -> dict[str, list[str]]:
     """Copy into ``module`` each tensor of ``checkpoint`` with the same name and shape; the rest keep
     their fresh initialisation. Returns (and logs) what was loaded, reshaped away, or absent."""
     path = Path(checkpoint)
-    state = open_checkpoint(path, "model.init_from")["state_dict"]
+    state = open_checkpoint(path, "model.init_from", trust)["state_dict"]
     own = module.state_dict()
     loaded = [k for k, v in own.items() if k in state and state[k].shape == v.shape]
     other_shape = [f"{k} {tuple(state[k].shape)} -> {tuple(v.shape)}"

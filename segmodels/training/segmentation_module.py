@@ -17,7 +17,7 @@ from segmodels.deprecation import warn_renamed
 from segmodels.evaluation.metrics import SegmentationScores, format_iou_table, scores_from_confusion
 from segmodels.evaluation.pictures import prediction_grid
 from segmodels.evaluation.report import SUMMARY_SCORES, scores_report
-from segmodels.io.checkpoint_reader import open_checkpoint, portable_hyperparameters
+from segmodels.io.checkpoint_reader import check_safe, open_checkpoint, portable_hyperparameters
 from segmodels.io.model_folder import load_weights, read_pretrained, save_pretrained
 from segmodels.models.factory import build_model
 from segmodels.models.inference import predict_probabilities
@@ -79,21 +79,27 @@ class SegmentationModule(L.LightningModule):
         self.datamodule_config: dict[str, Any] | None = None
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs) -> "SegmentationModule":  # type: ignore[override]
-        """Lightning's loader; when it fails on a missing or broken file, an error that names the file instead of
-        one from inside torch (the file is read a second time only then)."""
+    def load_from_checkpoint(cls, checkpoint_path, *args, trust_checkpoint: bool = False,
+                             **kwargs) -> "SegmentationModule":  # type: ignore[override]
+        """Lightning's loader, weights-only unless ``trust_checkpoint`` (see ``io.checkpoint_reader``): a file whose
+        pickle asks for more is refused before any of it runs. When the load fails on a missing, broken or refused
+        file, the error names the file (the file is read a second time only then)."""
+        if isinstance(checkpoint_path, (str, Path)) and not trust_checkpoint:
+            check_safe(checkpoint_path, "checkpoint_path")
+        kwargs.setdefault("weights_only", not trust_checkpoint)
         try:
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         except Exception:
-            if isinstance(checkpoint_path, (str, Path)):
-                open_checkpoint(checkpoint_path, "checkpoint_path")  # raises the clear error if the file is at fault
+            if isinstance(checkpoint_path, (str, Path)):  # raises the clear error if the file is at fault
+                open_checkpoint(checkpoint_path, "checkpoint_path", trust_checkpoint)
             raise
 
     @classmethod
-    def restore(cls, path: str, map_location: str | torch.device = "cpu", key: str = "ckpt_path") -> "SegmentationModule":
-        """The module a checkpoint holds, in eval mode, with clear errors for a missing or broken file (``key`` is
-        the option that named it)."""
-        checkpoint = open_checkpoint(path, key)
+    def restore(cls, path: str, map_location: str | torch.device = "cpu", key: str = "ckpt_path",
+                trust: bool = False) -> "SegmentationModule":
+        """The module a checkpoint holds, in eval mode, with clear errors for a missing, broken or unsafe file (``key``
+        is the option that named it; ``trust`` opens a file that needs more than a weights-only load)."""
+        checkpoint = open_checkpoint(path, key, trust)
         if "hyper_parameters" not in checkpoint:
             raise ValueError(f"{key}={path}: the checkpoint holds no hyper-parameters, so the model cannot be rebuilt; "
                              f"give a checkpoint written by train.py")
