@@ -3,6 +3,7 @@ LightningDataModule: splits, checks, augmentation, loaders, and normalisation on
 from __future__ import annotations
 
 import functools
+import hashlib
 import random
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from .checks import check_decodable, check_mask_values, check_sizes
 from .dataset import VOCSegmentationDataset, read_class_names
+from .leakage import check_leakage
 from .normalization import Normalization, resolve_normalization
 from .sampling import EpochShuffleSampler
 from .transforms import eval_transforms, train_transforms
@@ -51,6 +53,7 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         mask_value_map: Mapping[int, int] | None = None,
         check_samples: int | None = 500,
         check_images: bool = False,
+        check_leakage: bool = True,
         split_fractions: Mapping[str, float] | None = None,
         train_split: str = "train",
         val_split: str = "val",
@@ -70,7 +73,8 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         self.augmentations = list(train_transforms) if train_transforms is not None else None
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
-        self.check_samples, self.check_images = check_samples, check_images
+        self.check_samples, self.check_images, self.check_leakage = check_samples, check_images, check_leakage
+        self._leakage_checked = False
         self.split_fractions = dict(split_fractions) if split_fractions else None
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.layout = dict(
@@ -183,18 +187,40 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         for split in wanted.get(stage, []):
             if self.splits[split]:
                 self.dataset(split)
+        if stage in ("fit", None) and self.check_leakage and not self._leakage_checked:
+            check_leakage({s: self.dataset(s).images for s in ("train", "val", "test") if self.has_split(s)})
+            self._leakage_checked = True
+
+    def has_split(self, stage: str) -> bool:
+        """Whether split ``stage`` is configured and its ids can be found (a VOC download may lack test.txt)."""
+        split = self.splits[stage]
+        return bool(split) and (bool(self.split_fractions) or (self.root / self.layout["split_dir"] / f"{split}.txt").is_file())
+
+    def fingerprint(self, stages: Sequence[str] = ("train", "val", "test")) -> dict[str, dict[str, Any]]:
+        """What a run's numbers were computed on, per configured split: its image count, the SHA-256 of its ids in
+        order and the bytes of its image and mask files. Recorded with every run (provenance), so evaluate.py can
+        tell when it scores other data than the run was trained and tested on."""
+        result = {}
+        for stage in stages:
+            if self.splits[stage]:
+                dataset = self.dataset(stage)
+                files = [p for images, mask in zip(dataset.images, dataset.masks) for p in (*images, mask)]
+                ids = hashlib.sha256("\n".join(dataset.ids).encode()).hexdigest()
+                result[stage] = {"images": len(dataset), "ids_sha256": ids, "bytes": sum(p.stat().st_size for p in files)}
+        return result
 
     def loader(self, stage: str, batch_size: int | None = None, shuffle: bool = False) -> DataLoader:
         """A loader over split ``stage`` (train, val or test): shuffled and seeded per sample when ``shuffle``, as
         training's; ``batch_size`` defaults to ``val_batch_size``."""
         batch_size = batch_size or self.val_batch_size
         dataset = self.dataset(stage)
-        sampler = None
+        sampler, seed = None, 0
         if shuffle:  # albumentations keeps its own RNG, deaf to global seeds: seed it per sample instead
             dataset.seed = int(torch.initial_seed()) % 2**31
             trainer = getattr(self, "trainer", None)
             replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
             sampler = EpochShuffleSampler(len(dataset), seed=dataset.seed, num_replicas=replicas, rank=rank)
+            seed = dataset.seed
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -203,6 +229,9 @@ class VOCSegmentationDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+            # each iter() draws the workers' base seed: from this generator, not the global RNG, so starting an epoch
+            # moves no dropout mask (a resumed run draws at other moments than an uninterrupted one)
+            generator=torch.Generator().manual_seed(seed),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from .checks import check_mask_values, check_sizes, evenly_spaced
 from .dataset import VOCSegmentationDataset, read_class_names
+from .leakage import leaked_pairs
 from .masks import read_mask
 from .progress import progress
 
@@ -77,6 +78,9 @@ def summarize(root: Path, args: argparse.Namespace) -> dict:
             check_sizes(dataset.images, dataset.masks)
         except ValueError as error:
             report["problems"].append(f"{split}: {error}")
+    for split, train_file, twin in leaked_pairs({name: d.images for name, d in datasets.items()}):
+        report["problems"].append(f"{split}: {twin.name} is byte-identical to train's {train_file.name} (leakage: "
+                                  f"remove one of the pair from its split file)")
     first = datasets.get(splits[0])
     if first is not None:
         if num_classes is None:  # no class_names.txt: the largest class value seen

@@ -95,3 +95,15 @@ def test_datamodules_inspect_and_mean_assignment_still_work(tmp_path):
         warnings.simplefilter("ignore", FutureWarning)
         data.std = [0.25, 0.25, 0.25]
     assert data.mean == (0.5, 0.5, 0.5) and data.std == (0.25, 0.25, 0.25)
+
+
+def test_the_lightning_floor_admits_no_version_without_what_the_code_uses():
+    """EMAWeightAveraging (ema.decay) and fit_loop.restarted_mid_epoch (ExactResume) came with Lightning 2.6: a floor
+    below it installs a Lightning on which train.py does not import."""
+    from importlib.metadata import requires
+
+    from lightning.pytorch.callbacks import EMAWeightAveraging  # noqa: F401
+    from packaging.requirements import Requirement
+
+    (lightning,) = [Requirement(r) for r in requires("segmodels") if Requirement(r).name == "lightning"]
+    assert "2.5.9" not in lightning.specifier and "2.6.0" in lightning.specifier

@@ -4,6 +4,7 @@ worst.png, reliability.png, the confusion matrix and the IoU chart."""
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -19,6 +20,7 @@ from segmodels.models.inference import check_scales, predict_probabilities
 from segmodels.training.segmentation_module import SegmentationModule
 
 SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
 TRANSFORMS = "albumentations."  # the only _target_s a checkpoint's dataset config may hold inside the datamodule's
 
 
@@ -35,6 +37,18 @@ def evaluation_datamodule(module: SegmentationModule, dataset: dict | None, ckpt
         check_targets(config, ckpt_path)
     config.update(backbone=None, mean=list(module.mean), std=list(module.std))
     return instantiate(config)
+
+
+def data_differences(provenance: dict | None, current: dict[str, dict], split: str) -> list[str]:
+    """How the ``split`` scored here differs from the one the run recorded (other ids, count or file bytes): then its
+    scores are not the run's scores on that split. Empty when they agree or the run recorded nothing."""
+    recorded = ((provenance or {}).get("data") or {}).get(split)
+    now = current.get(split)
+    if not recorded or not now:
+        return []
+    return [f"the {split} split differs from the one the run was trained and tested with: {key} {recorded[key]} then, "
+            f"{now[key]} now; these scores are not the run's {split} scores (check dataset.root and the split files)"
+            for key in ("images", "ids_sha256", "bytes") if recorded.get(key) != now.get(key)]
 
 
 def targets(node: Any, nested: bool = False) -> Iterator[tuple[str, bool]]:
@@ -98,6 +112,9 @@ def evaluate(
     if not data.splits.get(split):
         raise ValueError(f"split={split}: the dataset at {data.root} has no {split} split (dataset.{split}_split is "
                          f"empty); choose another split or set dataset.{split}_split=<file name without .txt>")
+    differences = data_differences(module.provenance, data.fingerprint([split]), split)
+    for difference in differences:
+        log.warning("%s", difference)
     loader = data.loader(split, data.val_batch_size)
     ids = loader.dataset.ids
     num_classes, ignore = module.hparams.num_classes, module.hparams.ignore_index
@@ -125,7 +142,8 @@ def evaluate(
         "checkpoint": str(ckpt_path), "split": split, "dataset": str(data.root), "images": seen,
         "protocol": {"scales": scales, "flip": flip, "tile": tile, "overlap": overlap if tile else None,
                      "boundary_ratio": boundary_ratio, "calibration_bins": bins},
-        "seconds": seconds, "seconds_per_image": seconds / max(1, seen), **report,
+        "seconds": seconds, "seconds_per_image": seconds / max(1, seen), "data_differs_from_training": differences,
+        **report,
     }
     write_report(Path(output_dir), metrics, rows, sorted(gallery, reverse=True), ids)
     return metrics

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import BatchSizeFinder, EMAWeightAveraging, ProgressBar
+from lightning.pytorch.callbacks import BatchSizeFinder, EMAWeightAveraging, ProgressBar, WeightAveraging
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -25,6 +25,7 @@ from segmodels.training.callbacks import CheckRanksInSync
 from segmodels.training.segmentation_module import SegmentationModule
 
 from .console import print_config, print_summary
+from .provenance import run_provenance
 
 
 def _plain(node: Any) -> Any:
@@ -156,6 +157,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         plugins=[SafeCheckpointIO()],
     )
     apply_speed_options(module, cfg.get("model", {}), trainer)
+    accelerator = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    module.provenance = run_provenance(cfg.seed, accelerator, datamodule.fingerprint())  # into every checkpoint
     ckpt_path = resume_path(cfg.get("ckpt_path"), output_dir, trust)
     started = time.perf_counter()
     try:
@@ -167,6 +170,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     train_seconds = time.perf_counter() - started
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    # best.ckpt's state_dict is the average; loading it for test, weight averaging would put the raw weights back
+    # (its on_load_checkpoint restores current_model_state to go on training): test and ship what validation chose
+    trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)  # our own file
 
     metrics = {name: value.item() for name, value in trainer.callback_metrics.items() if value.numel() == 1}
@@ -178,6 +184,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics["train_seconds"] = train_seconds
     metrics["processes"] = trainer.world_size
     metrics["batch_size"] = datamodule.batch_size  # per process; tune_batch_size may have changed it
+    metrics["provenance"] = module.provenance
     sync = next((c for c in trainer.callbacks if isinstance(c, CheckRanksInSync)), None)
     if sync is not None and sync.checksums:
         metrics["parameter_checksum_per_process"] = sync.checksums

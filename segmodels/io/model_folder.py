@@ -19,7 +19,8 @@ FORMAT = "segmodels-pretrained/1"
 
 
 def save_pretrained(model: nn.Module, hparams: dict[str, Any], class_names: list[str], folder: str | Path,
-                    metrics: dict[str, Any] | None = None, recipe: str | None = None) -> Path:
+                    metrics: dict[str, Any] | None = None, recipe: str | None = None,
+                    provenance: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (a ``SegmentationModel``: its ``mean``, ``std`` and backbone's ``pad_multiple`` go into the
     preprocessing record) with the hyper-parameters that rebuild it."""
     folder = Path(folder)
@@ -37,6 +38,7 @@ def save_pretrained(model: nn.Module, hparams: dict[str, Any], class_names: list
         "class_names": list(class_names),
         "palette": voc_palette()[: hparams["num_classes"]].tolist(),
         "metrics": metrics or {},
+        "provenance": provenance or {},
     }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "README.md").write_text(model_card(config, recipe))
@@ -100,6 +102,17 @@ def model_card(config: dict[str, Any], recipe: str | None) -> str:
         if metrics.get("iou"):
             lines += ["", "| class | IoU |", "| --- | --- |"]
             lines += [f"| {name} | {'n/a' if v != v else f'{100 * v:.2f}%'} |" for name, v in metrics["iou"].items()]
+    provenance = config.get("provenance") or {}
+    if provenance:
+        git, data = provenance.get("git") or {}, provenance.get("data") or {}
+        commit = git.get("commit") or "not a git checkout"
+        lines += ["", "## Provenance", "",
+                  f"- code: segmodels commit `{commit}`{' with uncommitted changes' if git.get('dirty') else ''}",
+                  f"- command: `{provenance.get('command')}`", f"- seed: {provenance.get('seed')}",
+                  f"- device: {provenance.get('device')}",
+                  "- versions: " + ", ".join(f"{k} {v}" for k, v in (provenance.get("versions") or {}).items()),
+                  "- data: " + "; ".join(f"{split} {info['images']} images (ids sha256 {info['ids_sha256'][:12]}, "
+                                         f"{info['bytes']} bytes)" for split, info in data.items())]
     if recipe:
         lines += ["", "## Recipe (the composed training config)", "", "```yaml", recipe.rstrip(), "```"]
     return "\n".join(lines) + "\n"

@@ -75,10 +75,10 @@ class SegmentationModel(nn.Module):
                     module.train()
             for norm in self.early_stages(self.frozen_stages)[1]:
                 norm.eval()
-            if self.fixed:  # LoRA: the pretrained BatchNorm statistics stay fixed with the weights
-                fixed = {id(p) for p in self.fixed}
-                for norm in self.backbone.modules():
-                    if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.weight is not None \
-                            and id(norm.weight) in fixed:
-                        norm.eval()
+        if mode and self.fixed:  # LoRA: the pretrained BatchNorm statistics stay fixed with the weights, bn_eval or not
+            fixed = {id(p) for p in self.fixed}
+            for norm in self.backbone.modules():
+                if isinstance(norm, nn.modules.batchnorm._BatchNorm) and norm.weight is not None \
+                        and id(norm.weight) in fixed:
+                    norm.eval()
         return self

@@ -77,6 +77,9 @@ class SegmentationModule(L.LightningModule):
         self.memory_format = torch.contiguous_format
         # the dataset config checkpoints carry (evaluate.py's default dataset); train.py sets it, restore reads it
         self.datamodule_config: dict[str, Any] | None = None
+        # where the run's numbers come from (commit, command, versions, device, seed, data fingerprint): train.py sets
+        # it, checkpoints and model folders carry it
+        self.provenance: dict[str, Any] | None = None
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, *args, trust_checkpoint: bool = False,
@@ -105,12 +108,12 @@ class SegmentationModule(L.LightningModule):
                              f"give a checkpoint written by train.py")
         module = cls(**portable_hyperparameters(dict(checkpoint["hyper_parameters"])))
         module.load_state_dict(checkpoint["state_dict"])
-        module.datamodule_config = checkpoint.get("datamodule")
+        module.datamodule_config, module.provenance = checkpoint.get("datamodule"), checkpoint.get("provenance")
         return module.to(map_location).eval()
 
     def save_pretrained(self, folder: str, metrics: dict[str, Any] | None = None, recipe: str | None = None) -> Path:
         """``folder``/model.safetensors, config.json and README.md (see ``segmodels.io.model_folder``)."""
-        return save_pretrained(self.model, dict(self.hparams), self.class_names, folder, metrics, recipe)
+        return save_pretrained(self.model, dict(self.hparams), self.class_names, folder, metrics, recipe, self.provenance)
 
     @classmethod
     def from_pretrained(cls, folder: str, map_location: str | torch.device = "cpu") -> "SegmentationModule":
@@ -227,6 +230,9 @@ class SegmentationModule(L.LightningModule):
         portable_hyperparameters(checkpoint["hyper_parameters"])
         if self.datamodule_config:  # evaluate.py's default dataset
             checkpoint["datamodule"] = self.datamodule_config
+        if self.provenance:
+            checkpoint["provenance"] = self.provenance
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.datamodule_config = checkpoint.get("datamodule", self.datamodule_config)
+        self.provenance = checkpoint.get("provenance", self.provenance)

@@ -39,3 +39,11 @@ def test_inference_benchmark_times_each_variant(tmp_path):
     (row,) = json.loads(out.read_text())["results"]
     assert {"fp32", "channels_last", "channels_last+bf16"} <= set(row)
     assert all(row[v]["images_per_s"] > 0 for v in ("fp32", "channels_last", "channels_last+bf16"))
+
+
+def test_leakage_hash_benchmark_times_the_check(tmp_path):
+    out = tmp_path / "leakage_hash.json"
+    result = run("leakage_hash.py", "--images", "20", "--size", "64", "48", "--repeats", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["images"] == 20 and len(row["seconds"]) == 2 and row["pairs_found"] == 0

@@ -150,3 +150,22 @@ def test_split_fractions_partition_the_masks_without_split_files(tmp_path):
     train_ids, val_ids = dm.dataset("train").ids, dm.dataset("val").ids
     assert len(train_ids) == len(val_ids) == 3 and not set(train_ids) & set(val_ids)
     assert module_for(root, split_fractions={"train": 0.5, "val": 0.5}).split_ids("train") == train_ids  # seeded
+
+
+def test_an_image_in_train_and_in_val_is_named_as_leakage(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from datamodules import VOCSegmentationDataModule, make_demo_dataset
+    from tests.helpers import ROOT, subprocess_env
+
+    root = make_demo_dataset(tmp_path / "demo", splits={"train": 4, "val": 2, "test": 2}, size=32)
+    shutil.copy(root / "JPEGImages" / "train_0002.jpg", root / "JPEGImages" / "val_0001.jpg")  # the same photo twice
+    with pytest.raises(ValueError, match=r"1 images of val/test are byte-identical to train images \(val: 1 "
+                                         r"\(val_0001.jpg = train_0002.jpg\)\).*dataset.check_leakage=false"):
+        VOCSegmentationDataModule(str(root), num_classes=4, backbone="resnet18").setup("fit")
+    VOCSegmentationDataModule(str(root), num_classes=4, backbone="resnet18", check_leakage=False).setup("fit")
+    result = subprocess.run([sys.executable, "-m", "datamodules.summary", str(root)], cwd=ROOT, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert "val: val_0001.jpg is byte-identical to train's train_0002.jpg" in result.stdout

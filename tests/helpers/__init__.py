@@ -61,3 +61,19 @@ def backbone_families() -> list[str]:
         if current is None or sum(info.channels) < sum(BACKBONES.info(current).channels):
             chosen[family] = name
     return sorted(chosen.values())
+
+
+def assert_scores_match_confusion(metrics: dict) -> None:
+    """A run's test mIoU and mean Dice recomputed by hand from the confusion matrix it saved (rows: truth,
+    columns: prediction; a class with no pixel in truth or prediction has no score): a wrongly aggregated or
+    mislabelled score differs, where a range check would pass."""
+    confusion = metrics["test/confusion"]
+    ious, dices = [], []
+    for c, row in enumerate(confusion):
+        tp, fn, fp = row[c], sum(row) - row[c], sum(r[c] for r in confusion) - row[c]
+        if tp + fn + fp:
+            ious.append(tp / (tp + fn + fp))
+            dices.append(2 * tp / (2 * tp + fn + fp))
+    assert sum(sum(row) for row in confusion) > 0
+    assert abs(metrics["test/mIoU"] - sum(ious) / len(ious)) < 1e-6
+    assert abs(metrics["test/mean_dice"] - sum(dices) / len(dices)) < 1e-6

@@ -30,3 +30,17 @@ class OutOfMemoryAtStep(L.Callback):
             import torch
 
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+class NonFiniteWeightsAtStep(L.Callback):
+    """Turns one weight NaN at the end of a step, as an overflowing update would while its loss was still finite."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            import torch
+
+            with torch.no_grad():
+                next(p for p in pl_module.parameters() if p.requires_grad).view(-1)[0] = float("nan")

@@ -103,8 +103,10 @@ ADAPTERS = ("simple_pyramid", "none")
 
 
 class ViTBackbone(Backbone):
-    """``adapter="none"`` leaves the four block outputs as they are (all at the patch stride, ``embed_dim`` wide):
-    the input of the DINOv2 paper's linear probe, for decoders that fit any pyramid (``linear``, ``segformer``)."""
+    """``adapter="none"`` gives the four block outputs through the ViT's final LayerNorm (all at the patch stride,
+    ``embed_dim`` wide): the input of the DINOv2 paper's linear probe (its ``get_intermediate_layers(norm=True)``),
+    for decoders that fit any pyramid (``linear``, ``segformer``). The adapter reads the blocks un-normalised, as
+    ViTDet's simple feature pyramid does."""
 
     def __init__(self, model_name: str = "vit_small_patch14_dinov2", pretrained: bool = True, in_channels: int = 3,
                  weights: str | None = None, blocks: int | list[int] = 4, adapter: str = "simple_pyramid",
@@ -129,8 +131,10 @@ class ViTBackbone(Backbone):
         self.blocks = list(blocks) if isinstance(blocks, (list, tuple)) else evenly_spaced_blocks(count, blocks)
         if len(self.blocks) != 4 or not all(0 <= b < count for b in self.blocks):
             raise ValueError(f"backbone.blocks={blocks}: give 4 block indices in 0..{count - 1} (or a count, 4)")
-        # drop what no level uses (blocks after the last taken, the final norm, the head): every weight trains
-        self.vit.prune_intermediate_layers(sorted(set(self.blocks)), prune_norm=True, prune_head=True)
+        # drop what no level uses (blocks after the last taken, the head; the final norm unless it normalises the
+        # probe's tokens): every weight trains
+        self.normalized = adapter == "none"
+        self.vit.prune_intermediate_layers(sorted(set(self.blocks)), prune_norm=not self.normalized, prune_head=True)
         self.pad_multiple = self.vit.patch_embed.patch_size[0]
         if adapter == "none":
             self.adapter, self.fresh = None, ()
@@ -161,7 +165,9 @@ class ViTBackbone(Backbone):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         taken = sorted(set(self.blocks))  # timm returns one map per block, however often it is named
-        maps = self.vit.forward_intermediates(x, indices=taken, output_fmt="NCHW", intermediates_only=True)
+        # adapter=none: the final LayerNorm on every block taken, as DINOv2's get_intermediate_layers(norm=True)
+        maps = self.vit.forward_intermediates(x, indices=taken, norm=self.normalized, output_fmt="NCHW",
+                                              intermediates_only=True)
         maps = [maps[taken.index(b)] for b in self.blocks]
         return maps if self.adapter is None else self.adapter(maps)
 

@@ -10,6 +10,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from .nonfinite import check_finite_weights
+
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +24,8 @@ class LatestCheckpoint(ModelCheckpoint):
     cheap case, as before); otherwise it is written in full, replacing the link, never through it.
 
     ``every_n_steps`` / ``every_n_minutes`` also write ``last.ckpt`` within epochs (the best file still follows
-    validation only), and on SIGTERM (a scheduler's preemption, ``kill``) the run writes it before it exits.
+    validation only), after checking that no weight is NaN or Inf, and on SIGTERM (a scheduler's preemption,
+    ``kill``) the run writes it before it exits.
     """
 
     def __init__(self, *args: Any, every_n_steps: int | None = None, every_n_minutes: float | None = None,
@@ -41,6 +44,7 @@ class LatestCheckpoint(ModelCheckpoint):
             if time_due:
                 self._last_time = time.monotonic()
         if (step_due or time_due) and not self._should_skip_saving_checkpoint(trainer):
+            check_finite_weights(trainer, pl_module)  # the loss flag is read only every few steps: look at the weights
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:

@@ -41,17 +41,8 @@ class StopOnNonFiniteLoss(L.Callback):
     def check_weights(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """The last step's update can turn the weights non-finite while its loss was still finite: stop before
         validation and the checkpoint at its end would save them over last.ckpt (one check per epoch)."""
-        if trainer.sanity_checking:
-            return
-        tensors = [*pl_module.parameters(), *(b for b in pl_module.buffers() if b.is_floating_point())]
-        finite = torch.stack([t.detach().isfinite().all() for t in tensors]).all()  # BatchNorm statistics too
-        if not bool(finite):
-            raise FloatingPointError(
-                f"the model's weights or BatchNorm statistics hold NaN or Inf at global step {trainer.global_step} (epoch "
-                f"{trainer.current_epoch}) after a finite loss; training stopped before they could be checkpointed. "
-                f"Checkpoints written before it are kept. Lower optimizer.lr (or backbone_lr_factor), or use "
-                f"trainer.precision=32-true if mixed precision overflowed."
-            )
+        if not trainer.sanity_checking:
+            check_finite_weights(trainer, pl_module)
 
     def check(self, trainer: L.Trainer) -> None:
         if self.first_bad_batch is not None and int(self.first_bad_batch) >= 0:
@@ -61,3 +52,17 @@ class StopOnNonFiniteLoss(L.Callback):
                 f"stopped. Checkpoints written before it are kept. Lower optimizer.lr, check the data, or use "
                 f"trainer.precision=32-true if mixed precision overflowed."
             )
+
+
+def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """Raise, naming the step, if any weight or BatchNorm statistic is NaN or Inf: called before anything is saved
+    (every checkpoint callback's save and each validation), so no checkpoint ever holds them."""
+    tensors = [*pl_module.parameters(), *(b for b in pl_module.buffers() if b.is_floating_point())]
+    finite = torch.stack([t.detach().isfinite().all() for t in tensors]).all()  # BatchNorm statistics too
+    if not bool(finite):
+        raise FloatingPointError(
+            f"the model's weights or BatchNorm statistics hold NaN or Inf at global step {trainer.global_step} (epoch "
+            f"{trainer.current_epoch}); training stopped before they could be checkpointed. Checkpoints written "
+            f"before it are kept. Lower optimizer.lr (or backbone_lr_factor), or use trainer.precision=32-true if "
+            f"mixed precision overflowed."
+        )

@@ -44,7 +44,10 @@ def test_evaluate_py_multi_scale_flip_and_sliding_windows_write_every_file(train
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "val" and metrics["protocol"]["scales"] == [0.75, 1.0, 1.5]
     assert metrics["protocol"]["flip"] is True and metrics["protocol"]["tile"] == 32
-    assert set(metrics["boundary_iou"]) == set(metrics["iou"]) and 0 <= metrics["ece"] <= 1
+    assert set(metrics["boundary_iou"]) == set(metrics["iou"])
+    bins = metrics["calibration_bins"]  # ECE by hand: sum over bins of |correct - confidence| over all pixels
+    gaps = sum(abs(c - s) for c, s in zip(bins["correct_sum"], bins["confidence_sum"]))
+    assert metrics["ece"] == pytest.approx(gaps / sum(bins["pixels"]), abs=1e-6)
     rows = list(csv.DictReader((out / "per_image.csv").open()))
     assert [r["id"] for r in rows] == [f"val_{i:04d}" for i in range(4)] and rows[0]["height"] == "48"
     for name in ("worst.png", "reliability.png", "confusion_matrix.csv", "confusion_matrix.png", "iou.png"):

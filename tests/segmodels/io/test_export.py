@@ -45,3 +45,32 @@ def test_export_without_a_readable_image_says_how_to_give_one(trained_run, tmp_p
                              f"output={tmp_path / 'm.onnx'}", f"image={tmp_path / 'nothing.jpg'}"],
                             cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "nothing.jpg: no such file; give an image to check the export with" in result.stderr
+
+
+def test_export_and_model_folders_normalise_with_the_backbones_own_statistics(tmp_path):
+    """On a backbone with ImageNet's statistics (mean != std, unlike EfficientNet-Lite0's 0.5 and 0.5) and with LoRA
+    adapters that change the output, the ONNX graph and a model folder give the unmerged module's predictions on
+    raw pixels: a swapped mean and std, or a wrong merge, would show."""
+    from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
+    from segmodels.io.onnx import export_onnx
+
+    torch.manual_seed(0)
+    module = SegmentationModule(backbone="resnet18", decoder="unet", num_classes=3, pretrained=False,
+                                backbone_kwargs={"lora_rank": 2}, decoder_kwargs={"decoder_channels": [8, 8, 8, 8]}).eval()
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)  # peft starts B at zero: an unmerged and a merged model would agree anyway
+    assert module.mean == IMAGENET_MEAN and module.std == IMAGENET_STD
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float()
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = module(((x / 255) - mean) / std)
+    module.save_pretrained(str(tmp_path / "folder"))
+    folder = SegmentationModule.from_pretrained(str(tmp_path / "folder"))
+    np.testing.assert_array_equal(folder.segment(pixels), expected.argmax(1)[0].numpy())
+    export_onnx(module, tmp_path / "lora.onnx", pixels)
+    session = ort.InferenceSession(str(tmp_path / "lora.onnx"), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"image": x.numpy()})
+    assert np.abs(logits - expected.numpy()).max() < 1e-4

@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 
 from segmodels import BACKBONES, build_model, list_decoders
 from segmodels.cli.train import train
-from tests.helpers import compose_train, tiny_overrides
+from tests.helpers import assert_scores_match_confusion, compose_train, tiny_overrides
 from tests.segmodels.models.test_decoders import SMALL, check_logits_and_gradients
 
 # one small model per family the issue names; two blocks each keep the tests fast (random init)
@@ -83,7 +83,7 @@ def test_train_py_path_with_a_frozen_dinov2(tiny_demo, tmp_path):
 
     cfg = compose_train(tiny_overrides(tiny_demo, tmp_path, "backbone=dinov2_small", "backbone.pretrained=false",
                                        "backbone.depth=2", "decoder=linear", "callbacks.freeze.unfreeze_at_epoch=-1"))
-    assert 0.0 <= train(cfg)["test/mIoU"] <= 1.0
+    assert_scores_match_confusion(train(cfg))
     module = build_module(cfg, 4, None)
     before = {k: v.clone() for k, v in module.state_dict().items()}
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -96,9 +96,21 @@ def test_train_py_path_with_a_frozen_dinov2(tiny_demo, tmp_path):
     assert adapter and any(not torch.equal(before[k], after[k]) for k in adapter)  # the adapter learned
 
 
-def test_without_the_adapter_the_levels_are_the_raw_blocks_for_a_linear_probe():
+def test_without_the_adapter_the_levels_are_the_normalised_blocks_for_a_linear_probe():
     model = build_model("vit_small_patch14_dinov2", "linear", 3, pretrained=False,
                         backbone_kwargs={"depth": 2, "adapter": "none"})
+    # DINOv2's probe reads get_intermediate_layers(norm=True): each block's tokens through the final LayerNorm
+    # (given weights other than 1 and 0, so applying it is visible)
+    norm = model.backbone.vit.norm
+    norm.weight.data.uniform_(0.5, 2.0)
+    norm.bias.data.uniform_(-1.0, 1.0)
+    x = torch.randn(1, 3, 56, 70)
+    with torch.no_grad():
+        levels = model.backbone(x)
+        tokens = model.backbone.vit.forward_intermediates(x, indices=[0, 1], norm=False, intermediates_only=True)
+    for level, block in zip(levels, [tokens[b] for b in model.backbone.blocks]):
+        expected = norm(block.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        assert torch.allclose(level, expected, atol=1e-5)
     assert model.backbone.channels == [384] * 4 and model.backbone.strides == [14] * 4 and model.backbone.fresh == ()
     assert sum(p.numel() for p in model.decoder.parameters()) == 4 * 384 * 2 + 4 * 384 * 3 + 3  # BatchNorm + 1x1 conv
     check_logits_and_gradients(model)

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from segmodels import SegmentationModule, build_model
+from segmodels.cli.evaluate import evaluate
 from segmodels.cli.train import build_module, train
 from segmodels.models.lora import merge_lora
 from segmodels.training.optimizers import build_optimizer_from_settings
@@ -109,11 +110,15 @@ def test_lora_through_train_py_trains_only_the_adapters_and_the_checkpoint_resto
     assert {p.key: p.value for p in onnx.load(str(tmp_path / "merged.onnx")).metadata_props}["exporter"] == "dynamo"
 
 
-def test_lora_on_a_cnn_adapts_its_convolutions_and_keeps_batchnorm_fixed():
+@pytest.mark.parametrize("bn_eval", [True, False])
+def test_lora_on_a_cnn_adapts_its_convolutions_and_keeps_batchnorm_fixed(bn_eval):
     model = build_model("resnet18", "unet", 3, pretrained=False, backbone_kwargs={"lora_rank": 2})
-    model.frozen_stages = 0
+    model.frozen_stages, model.frozen_bn_eval = 0, bn_eval  # what FreezeBackbone sets (callbacks.freeze.bn_eval)
     model.unfreeze_backbone()  # what FreezeBackbone does after its frozen epochs: the base weights stay fixed
     model.train()
+    means = {n: b.clone() for n, b in model.backbone.named_buffers() if n.endswith("running_mean")}
+    model(torch.randn(2, 3, 32, 32))  # a training forward pass
+    assert len(means) == 20 and all(torch.equal(b, means[n]) for n, b in model.backbone.named_buffers() if n in means)
     backbone = {n: p for n, p in model.backbone.named_parameters() if p.requires_grad}
     assert backbone and all(".lora_" in n for n in backbone)
     assert "layer1.0.conv1.lora_A.default.weight" in backbone
@@ -134,20 +139,28 @@ def test_gradient_checkpointing_gives_the_same_gradients(name, kwargs):
             module.momentum = 0.0
     x = torch.randn(2, 3, 64, 64)
 
-    def gradients() -> dict[str, torch.Tensor]:
-        model.zero_grad()
-        model(x).square().mean().backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    calls = []  # forward calls of the backbone's layers: checkpointing recomputes them during backward
+    for layer in model.backbone.modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            layer.register_forward_hook(lambda *_: calls.append(1))
 
-    plain = gradients()
+    def gradients() -> tuple[dict[str, torch.Tensor], int]:
+        model.zero_grad()
+        calls.clear()
+        model(x).square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, len(calls)
+
+    plain, plain_calls = gradients()
     model.backbone.set_grad_checkpointing(True)
-    checkpointed = gradients()
+    checkpointed, checkpointed_calls = gradients()
+    assert checkpointed_calls > plain_calls  # it ran: checkpointed layers were computed again in the backward pass
     assert plain.keys() == checkpointed.keys()
     assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-6, rtol=1e-4) for k in plain)
 
 
 def test_ema_and_gradient_checkpointing_and_layer_decay_through_train_py(tiny_demo, tmp_path):
-    """ema.decay: the saved best checkpoint holds the average (the raw weights beside it), and testing uses it."""
+    """ema.decay: the saved best checkpoint holds the average (the raw weights beside it), and testing and the model
+    folder use it: the test scores are evaluate.py's on best.ckpt, and <run>/model holds best.ckpt's state_dict."""
     cfg = compose_train(tiny_overrides(tiny_demo, tmp_path, "ema.decay=0.5", "backbone.grad_checkpointing=true",
                                        "optimizer.layer_decay=0.75", "trainer.max_epochs=2",
                                        "callbacks.freeze.unfreeze_at_epoch=0"))
@@ -156,7 +169,11 @@ def test_ema_and_gradient_checkpointing_and_layer_decay_through_train_py(tiny_de
     average, current = checkpoint["state_dict"], checkpoint["current_model_state"]
     assert average.keys() == current.keys()
     assert any(not torch.equal(average[k], current[k]) for k in average if k.endswith("weight"))
-    assert 0.0 <= metrics["test/mIoU"] <= 1.0
+    shipped = load_file(str(tmp_path / "model" / "model.safetensors"))
+    assert shipped.keys() == {k.removeprefix("model.") for k in average}
+    assert all(torch.equal(shipped[k.removeprefix("model.")], v) for k, v in average.items())
+    scores = evaluate(metrics["best_checkpoint"], tmp_path / "evaluation")
+    assert metrics["test/mIoU"] == scores["mIoU"] and metrics["test/iou"] == scores["iou"]
     # the learning rates the run used (LearningRateMonitor -> TensorBoard): stage i of 5 at lr x 0.75^(5 - i)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
