@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from .checks import check_decodable, check_mask_values, check_sizes
 from .dataset import VOCSegmentationDataset, read_class_names
 from .leakage import check_leakage
+from .masks import read_mask
 from .normalization import Normalization, resolve_normalization
 from .sampling import EpochShuffleSampler
+from .subsets import fold_ids, nested_order, subset_size
 from .transforms import eval_transforms, train_transforms
 
 
@@ -54,6 +57,11 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         check_samples: int | None = 500,
         check_images: bool = False,
         check_leakage: bool = True,
+        train_fraction: float | None = None,
+        train_count: int | None = None,
+        subset_seed: int = 0,
+        folds: int | None = None,
+        fold: int = 0,
         split_fractions: Mapping[str, float] | None = None,
         train_split: str = "train",
         val_split: str = "val",
@@ -75,6 +83,9 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.check_samples, self.check_images, self.check_leakage = check_samples, check_images, check_leakage
         self._leakage_checked = False
+        self.train_fraction, self.train_count, self.subset_seed = train_fraction, train_count, subset_seed
+        self.folds, self.fold = folds, fold
+        self._study_ids: dict[str, list[str]] | None = None
         self.split_fractions = dict(split_fractions) if split_fractions else None
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.layout = dict(
@@ -161,10 +172,40 @@ class VOCSegmentationDataModule(L.LightningDataModule):
             start = end
         return None
 
+    @property
+    def study(self) -> bool:
+        """Whether a label-efficiency subset or a k-fold split changes which ids train and val read."""
+        return bool(self.folds) or self.train_fraction is not None or self.train_count is not None
+
+    def ids_for(self, stage: str) -> list[str] | None:
+        """The ids split ``stage`` reads: its split file's (None: the dataset reads it), or ``split_fractions``'; for
+        train and val, then the k-fold split of train + val and the nested label-efficiency subset of train."""
+        if stage == "test" or not self.study:
+            return self.split_ids(self.splits[stage])
+        if self._study_ids is None:
+            train = self._listed("train")
+            val = self._listed("val") if self.splits["val"] else []
+            if self.folds:
+                train, val = fold_ids(train + val, self.folds, self.fold, self.subset_seed)
+            order = nested_order(train, self.subset_seed, self._classes_in)
+            train = order[: subset_size(len(order), self.train_fraction, self.train_count)]
+            self._study_ids = {"train": train, "val": val}
+        return self._study_ids[stage]
+
+    def _listed(self, stage: str) -> list[str]:
+        split = self.splits[stage]
+        return self.split_ids(split) or VOCSegmentationDataset(self.root, split, ids=None, **self.layout).ids
+
+    def _classes_in(self, image_id: str) -> set[int]:
+        """The classes one training mask holds (ignored pixels aside): so every subset keeps every class it can."""
+        path = self.root / self.layout["mask_dir"] / f"{image_id}{self.layout['mask_ext']}"
+        values = np.unique(read_mask(path, self.layout["mask_value_map"]))
+        return {int(v) for v in values if v != self.ignore_index}
+
     def dataset(self, stage: str) -> VOCSegmentationDataset:
         if stage not in self.datasets:
             split = self.splits[stage]
-            dataset = VOCSegmentationDataset(self.root, split, self._transform(stage), ids=self.split_ids(split), **self.layout)
+            dataset = VOCSegmentationDataset(self.root, split, self._transform(stage), ids=self.ids_for(stage), **self.layout)
             check_sizes(dataset.images, dataset.masks)
             if self.check_images:  # a full decode: ~22 s per 10,000 VOC-sized pairs here (README: When things go wrong)
                 check_decodable(dataset.images, dataset.masks, keep_single_channel=len(dataset.image_dirs) > 1)

@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from segmodels.models.backbones import BACKBONES
 from segmodels.models.decoders import DECODERS
 from segmodels.models.factory import tune_backbone
+from segmodels.training.cached_training import feature_cache_options
 
 # what build_model passes itself, or the config sets elsewhere (in_channels is a top-level key)
 NOT_OPTIONS = {"backbone": {"in_channels", "model_name"}, "decoder": {"channels", "strides", "num_classes"}}
@@ -42,4 +43,5 @@ def register_options() -> None:
             options = options_of(registry.get(name), NOT_OPTIONS[kind])
             if kind == "backbone":  # LoRA and gradient checkpointing: every backbone takes them
                 options.update(options_of(tune_backbone, set()))
+                options.update(options_of(feature_cache_options, set()))  # backbone.cache=true ...
             store.store(group=f"options/{kind}", name=name, node=options)

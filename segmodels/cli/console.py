@@ -57,7 +57,8 @@ def print_summary(output_dir: Path, metrics: dict[str, Any], monitor: str) -> No
     lines.append(f"metrics          {output_dir / 'metrics.json'}")
     lines.append(f"model folder     {output_dir / 'model'}  (SegmentationModule.from_pretrained)")
     lines.append("go on with")
-    lines.append(f"  tensorboard --logdir {shlex.quote(str(output_dir / 'tensorboard'))}")
+    if (output_dir / "tensorboard").is_dir():  # logger=tensorboard (the default)
+        lines.append(f"  tensorboard --logdir {shlex.quote(str(output_dir / 'tensorboard'))}")
     if best:
         lines.append(f"  python predict.py ckpt_path={shlex.quote(str(best))} input=<image or folder> output=predictions")
         lines.append(f"  python evaluate.py ckpt_path={shlex.quote(str(best))} scales=[0.5,0.75,1.0,1.25,1.5,1.75] flip=true")

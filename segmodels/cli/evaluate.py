@@ -14,8 +14,8 @@ import torch
 from hydra.utils import get_class, instantiate
 
 from datamodules.progress import progress
-from segmodels.evaluation.metrics import SegmentationScores
-from segmodels.evaluation.report import image_scores, scores_report, write_report
+from segmodels.evaluation.metrics import SegmentationScores, confusion_of
+from segmodels.evaluation.report import confusion_scores, scores_report, write_evaluation_files, write_per_image_confusion
 from segmodels.models.inference import check_scales, predict_probabilities
 from segmodels.training.segmentation_module import SegmentationModule
 
@@ -100,6 +100,7 @@ def evaluate(
     worst: int = 8,
     device: str = "auto",
     trust_checkpoint: bool = False,
+    confusion_counts: bool = False,
 ) -> dict[str, Any]:
     """Scores of ``ckpt_path`` on ``split``; writes the files into ``output_dir`` and returns metrics.json's content."""
     scales = check_scales(scales)
@@ -119,7 +120,7 @@ def evaluate(
     ids = loader.dataset.ids
     num_classes, ignore = module.hparams.num_classes, module.hparams.ignore_index
     scores = SegmentationScores(num_classes, ignore, boundary_ratio, bins).to(device)
-    rows, gallery, seen = [], [], 0
+    rows, gallery, seen, confusions = [], [], 0, []
     started = time.perf_counter()
     for batch in progress(loader, desc=f"evaluate {split}", unit="batch"):
         raw = batch["image"]
@@ -128,7 +129,8 @@ def evaluate(
         scores.update(probabilities, masks)
         predictions = probabilities.argmax(dim=1)
         for i in range(len(images)):
-            accuracy, miou = image_scores(predictions[i], masks[i], num_classes, ignore)
+            confusions.append(confusion_of(predictions[i], masks[i], num_classes, ignore).cpu())
+            accuracy, miou = confusion_scores(confusions[-1])
             rows.append({"id": ids[seen], "height": masks.shape[-2], "width": masks.shape[-1],
                          "pixel_accuracy": accuracy, "mIoU": miou})
             if worst and miou == miou:  # keep the k lowest mIoU (a max-heap of their negatives)
@@ -145,5 +147,7 @@ def evaluate(
         "seconds": seconds, "seconds_per_image": seconds / max(1, seen), "data_differs_from_training": differences,
         **report,
     }
-    write_report(Path(output_dir), metrics, rows, sorted(gallery, reverse=True), ids)
+    write_evaluation_files(Path(output_dir), metrics, rows, sorted(gallery, reverse=True), ids, confusion_counts)
+    if split == "test" and confusions:  # the same file train.py's test leaves: compare.py pairs either
+        write_per_image_confusion(Path(output_dir), torch.stack(confusions).numpy(), ids[:seen])
     return metrics

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -29,7 +30,14 @@ def fit_filename(name: str, limit: int = 200) -> str:
     return encoded[: limit - len(digest) - 1].decode(errors="ignore") + "~" + digest
 
 
-RESOLVERS = {"slurm_or": slurm_or, "fit_filename": fit_filename}
+def in_folder(path: str) -> str:
+    """``path`` after creating its folder: an optuna study's SQLite file in a sweep folder that Hydra's launcher
+    creates only later, when the first trial starts (SQLite creates files, not folders)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+RESOLVERS = {"slurm_or": slurm_or, "fit_filename": fit_filename, "in_folder": in_folder}
 
 
 def register() -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import logging
 import signal
@@ -14,13 +15,14 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import BatchSizeFinder, EMAWeightAveraging, ProgressBar, WeightAveraging
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from segmodels.io.checkpoint_reader import load_matching, open_checkpoint
 from segmodels.io.checkpoint_writer import SafeCheckpointIO
+from segmodels.training.cached_training import CachedTraining, feature_cache_options, refusal
 from segmodels.training.callbacks import CheckRanksInSync
 from segmodels.training.segmentation_module import SegmentationModule
 
@@ -35,6 +37,8 @@ def _plain(node: Any) -> Any:
 def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: list[str] | None = None) -> SegmentationModule:
     """The module ``cfg`` describes; the class count and names default to ``cfg.dataset``'s."""
     backbone = _plain(cfg.backbone)
+    for option in CACHE_OPTIONS:  # the run's, not the model's: a checkpoint rebuilds without them
+        backbone.pop(option, None)
     decoder = _plain(cfg.decoder)
     return SegmentationModule(
         backbone=backbone.pop("name"),
@@ -68,6 +72,48 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
             raise ValueError(f"ema.decay={ema['decay']}: give a factor in (0, 1), e.g. 0.999, or null for no EMA")
         callbacks.append(EMAWeightAveraging(**ema))
     return callbacks
+
+
+CACHE_OPTIONS = tuple(inspect.signature(feature_cache_options).parameters)
+
+
+def cached_training(cfg: DictConfig, datamodule: L.LightningDataModule, module: SegmentationModule):
+    """``backbone.cache=true``: the datamodule with training batches read from a feature cache, after checking that
+    the backbone cannot change during the run; otherwise the datamodule as it is."""
+    options = feature_cache_options(**{k: v for k, v in _plain(cfg.backbone).items() if k in CACHE_OPTIONS})
+    if not options["cache"]:
+        return datamodule
+    reason = refusal(module.model, _plain((cfg.get("callbacks") or {}).get("freeze")))
+    if reason:
+        raise ValueError(f"backbone.cache=true trains from features computed once, so the backbone must not change "
+                         f"during the run, but {reason}")
+    return CachedTraining(datamodule, module, options["cache_views"], options["cache_dtype"], options["cache_dir"])
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    """The ``logger`` group's entries (tensorboard by default; ``logger=[tensorboard,mlflow]`` for several), each
+    given the composed config, flattened, as its hyper-parameters (backbone/name, seed, dataset/train_fraction ...)."""
+    loggers = [instantiate(entry) for entry in (cfg.get("logger") or {}).values() if entry is not None]
+    params = OmegaConf.to_container(cfg, resolve=True)
+    params.pop("logger", None)
+    for logger in loggers:
+        logger.log_hyperparams(params)
+    return loggers
+
+
+def record_in_trackers(loggers: list[Logger], output_dir: Path, metrics: dict[str, Any], monitor: str) -> None:
+    """What an experiment tracker keeps beside the logged curves: the best monitored value as a metric, and the run's
+    metrics.json, plots and model folder as MLflow artifacts."""
+    for logger in loggers:
+        if f"best/{monitor}" in metrics:
+            logger.log_metrics({f"best/{monitor}": metrics[f"best/{monitor}"]})
+        if isinstance(logger, MLFlowLogger):
+            for name in ("metrics.json", "config.yaml", "confusion_matrix.png", "iou.png", "confusion_matrix.csv"):
+                if (output_dir / name).is_file():
+                    logger.experiment.log_artifact(logger.run_id, str(output_dir / name))
+            if (output_dir / "model").is_dir():
+                logger.experiment.log_artifacts(logger.run_id, str(output_dir / "model"), "model")
+        logger.finalize("success")  # flushes what came after Lightning's own finalize
 
 
 def apply_speed_options(module: SegmentationModule, options: DictConfig | dict, trainer: L.Trainer) -> None:
@@ -151,9 +197,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"'{cfg.backbone.name}' expects mean={module.mean}, std={module.std}; drop dataset.mean/std, or set "
             f"dataset.backbone to the model's backbone"
         )
-    logger = TensorBoardLogger(save_dir=str(output_dir), name="tensorboard", version="")
+    training_data = cached_training(cfg, datamodule, module)  # refuses a backbone that can change before any file
+    loggers = build_loggers(cfg)
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=build_callbacks(cfg), logger=logger, default_root_dir=str(output_dir),
+        cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False, default_root_dir=str(output_dir),
         plugins=[SafeCheckpointIO()],
     )
     apply_speed_options(module, cfg.get("model", {}), trainer)
@@ -162,7 +209,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resume_path(cfg.get("ckpt_path"), output_dir, trust)
     started = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
+        trainer.fit(module, datamodule=training_data, ckpt_path=ckpt_path, weights_only=not trust)
     except torch.OutOfMemoryError as error:
         raise torch.OutOfMemoryError(out_of_memory_advice(cfg, output_dir)) from error
     except SIGTERMException as error:  # last.ckpt was written (LatestCheckpoint); exit as a terminated process does
@@ -185,6 +232,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics["processes"] = trainer.world_size
     metrics["batch_size"] = datamodule.batch_size  # per process; tune_batch_size may have changed it
     metrics["provenance"] = module.provenance
+    metrics["train_images"] = len(datamodule.dataset("train"))
+    if datamodule.study:  # which images a subset or a fold trained on
+        _write(output_dir / "train_ids.txt", "\n".join(datamodule.dataset("train").ids) + "\n")
     sync = next((c for c in trainer.callbacks if isinstance(c, CheckRanksInSync)), None)
     if sync is not None and sync.checksums:
         metrics["parameter_checksum_per_process"] = sync.checksums
@@ -195,6 +245,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         scores = {**module.test_scores, "protocol": "single scale, whole images", "split": "test",
                   "dataset": str(datamodule.root)}
         module.save_pretrained(str(output_dir / "model"), scores, OmegaConf.to_yaml(cfg, resolve=True))
+    if trainer.is_global_zero:
+        record_in_trackers(loggers, output_dir, metrics, cfg.monitor)
     print_summary(output_dir, metrics, cfg.monitor)
     # Lightning's trainer, module and loaders reference each other: without a collection here, every job
     # of a sweep run in one process (hydra -m) would keep its model and optimiser state alive

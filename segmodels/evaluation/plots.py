@@ -28,20 +28,32 @@ def write_confusion_csv(path: Path, confusion: list[list[int]], class_names: lis
             writer.writerow([name, *row])
 
 
-def plot_confusion(path: Path, confusion: list[list[int]], class_names: list[str]) -> None:
-    counts = np.asarray(confusion, dtype=float)
-    rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # share of each true class
-    size = max(4.0, 0.45 * len(class_names) + 2)
+def plot_confusion(path: Path, confusion: list[list[int]], class_names: list[str], counts: bool = False) -> Figure:
+    """Rows are the target classes, each normalised to its share; every cell prints its share in percent (and its
+    pixel count with ``counts``), in white on dark cells, as scikit-learn's ConfusionMatrixDisplay does."""
+    pixels = np.asarray(confusion, dtype=float)
+    rows = pixels / np.maximum(pixels.sum(axis=1, keepdims=True), 1)  # share of each true class
+    classes = len(class_names)
+    cell = 0.55 if counts else 0.45
+    size = max(4.5, cell * classes + 2.5)
     figure, axis = new_figure(figsize=(size, size))
     image = axis.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    axis.set_xticks(range(len(class_names)), class_names, rotation=90)
-    axis.set_yticks(range(len(class_names)), class_names)
-    axis.set_xlabel("prediction")
-    axis.set_ylabel("target")
-    axis.set_title("confusion (rows: share of each target class)")
-    figure.colorbar(image, ax=axis, fraction=0.046)
+    text_size = max(4.0, min(9.0, 110 / max(classes, 1)))
+    for target in range(classes):
+        for predicted in range(classes):
+            share = rows[target, predicted]
+            label = f"{100 * share:.1f}" + (f"\n{int(pixels[target, predicted]):,}" if counts else "")
+            axis.text(predicted, target, label, ha="center", va="center", fontsize=text_size,
+                      color="white" if share > 0.5 else "black")
+    axis.set_xticks(range(classes), class_names, rotation=90)
+    axis.set_yticks(range(classes), class_names)
+    axis.set_xlabel("predicted class")
+    axis.set_ylabel("target class")
+    axis.set_title("confusion matrix\n(% of each target class's pixels)", fontsize=10)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the target class")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=150)
+    return figure
 
 
 def plot_iou(path: Path, iou: dict[str, float]) -> None:

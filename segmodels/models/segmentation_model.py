@@ -31,13 +31,24 @@ class SegmentationModel(nn.Module):
         return self.backbone.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
+        return self.decode(self.backbone(self.pad(x)), *x.shape[-2:])
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """A ViT sees whole patches: pad right and bottom (``decode`` crops the logits back)."""
         multiple = self.backbone.pad_multiple
-        if multiple > 1:  # a ViT sees whole patches: pad right and bottom, crop the logits back
-            x = F.pad(x, (0, -width % multiple, 0, -height % multiple))
-        logits = self.decoder(self.backbone(x))
-        if logits.shape[-2:] != x.shape[-2:] or torch.onnx.is_in_onnx_export():  # exported for every size
-            logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        height, width = x.shape[-2:]
+        return F.pad(x, (0, -width % multiple, 0, -height % multiple)) if multiple > 1 else x
+
+    def decode(self, levels: list[torch.Tensor | None] | dict, height: int, width: int) -> torch.Tensor:
+        """Logits at ``height`` x ``width`` from the backbone's levels (a list, or a dict of the levels the decoder
+        reads, as a feature cache holds them)."""
+        if isinstance(levels, dict):
+            levels = [levels.get(i, levels.get(str(i))) for i in range(len(self.backbone.channels))]
+        multiple = self.backbone.pad_multiple
+        padded = (height + -height % multiple, width + -width % multiple)
+        logits = self.decoder(levels)
+        if logits.shape[-2:] != padded or torch.onnx.is_in_onnx_export():  # exported for every size
+            logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
         return logits[..., :height, :width] if multiple > 1 else logits
 
     def fresh_modules(self) -> list[nn.Module]:

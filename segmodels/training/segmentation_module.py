@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from datamodules.normalization import Normalization
 from segmodels.deprecation import warn_renamed
-from segmodels.evaluation.metrics import SegmentationScores, format_iou_table, scores_from_confusion
+from segmodels.evaluation.metrics import SegmentationScores, confusion_of, format_iou_table, scores_from_confusion
 from segmodels.evaluation.pictures import prediction_grid
 from segmodels.evaluation.report import SUMMARY_SCORES, scores_report
 from segmodels.io.checkpoint_reader import check_safe, open_checkpoint, portable_hyperparameters
@@ -73,6 +73,10 @@ class SegmentationModule(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
         self.test_scores_metric = SegmentationScores(num_classes, ignore_index)  # evaluate.py's, at one scale
         self.test_scores: dict[str, Any] = {}
+        # (images, C, C) confusion counts of each test image, in the loader's order: what a paired bootstrap between
+        # two runs resamples (segmodels.cli.compare) without running inference again
+        self.test_confusions: list[torch.Tensor] = []
+        self.test_confusion_per_image: torch.Tensor | None = None
         self._preview: tuple[torch.Tensor, ...] | None = None
         self.memory_format = torch.contiguous_format
         # the dataset config checkpoints carry (evaluate.py's default dataset); train.py sets it, restore reads it
@@ -165,7 +169,10 @@ class SegmentationModule(L.LightningModule):
         return self.segment(image, flip=flip, tile=tile, overlap=overlap)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])
+        if "levels" in batch:  # backbone.cache=true: the frozen backbone's features, read from disk
+            logits = self.model.decode(batch["levels"], *batch["mask"].shape[-2:])
+        else:
+            logits = self(batch["image"])
         loss = self.criterion(logits, batch["mask"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
         return loss
@@ -188,6 +195,12 @@ class SegmentationModule(L.LightningModule):
         logits = self(batch["image"])
         self.log("test/loss", self.criterion(logits, batch["mask"]), on_epoch=True, sync_dist=True, batch_size=len(logits))
         self.test_scores_metric.update(logits.float().softmax(dim=1), batch["mask"])
+        predictions, classes = logits.argmax(dim=1), self.hparams.num_classes
+        self.test_confusions += [confusion_of(p, t.long(), classes, self.hparams.ignore_index).cpu()
+                                 for p, t in zip(predictions, batch["mask"])]
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusions = []
 
     def _log_scores(self, scores: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         for name in SUMMARY_SCORES:
@@ -212,6 +225,8 @@ class SegmentationModule(L.LightningModule):
         self.log("test/mean_boundary_iou", scores["mean_boundary_iou"].float())
         self.log("test/ece", scores["ece"].float())
         self.test_scores = scores_report(scores, self.class_names)
+        self.test_confusion_per_image = torch.stack(self.test_confusions) if self.test_confusions else None
+        self.test_confusions = []
         report_test_table(format_iou_table(scores["iou"].cpu(), self.class_names))
 
     def configure_optimizers(self):

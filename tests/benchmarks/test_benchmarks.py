@@ -47,3 +47,31 @@ def test_leakage_hash_benchmark_times_the_check(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = json.loads(out.read_text())["results"]
     assert row["images"] == 20 and len(row["seconds"]) == 2 and row["pairs_found"] == 0
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_smoke_runs_every_section_on_the_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
+    result = run("gpu.py", "--smoke", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["machine"]["smoke"] is True and figures["peak"]["bf16_tflops"] > 0
+    rows = {(r["model"], r["compile"]): r for r in figures["train"]}
+    assert set(rows) == {("unet_resnet50", False), ("unet_resnet50", True), ("deeplabv3plus_resnet50_os8", False),
+                         ("upernet_vit_base", False)}
+    for row in rows.values():
+        assert row["mfu"] == pytest.approx(3 * row["forward_gflop_per_image"] * 1e9 * row["images_per_s"]
+                                           / (figures["peak"]["bf16_tflops"] * 1e12))
+    assert [r["workers"] for r in figures["loader"]] == [0, 2] and all(r["images_per_s"] > 0 for r in figures["loader"])
+    deeplab = rows[("deeplabv3plus_resnet50_os8", False)]["images_per_s"]
+    assert figures["projection"]["hours"] == pytest.approx(40_000 * 16 / deeplab / 3600)
+
+
+def test_feature_cache_benchmark_times_both_ways(tmp_path):
+    out = tmp_path / "feature_cache.json"
+    result = run("feature_cache.py", "--images", "4", "--size", "32", "--epochs", "2", "--batch-size", "2",
+                 "--pairs", "resnet18:linear", "--sweep", "", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["speedup"] == pytest.approx(row["uncached"]["epoch_s_median"] / row["cached"]["epoch_s_median"])
+    assert row["cached"]["cache_mb"] > 0 and row["uncached"]["cache_mb"] is None

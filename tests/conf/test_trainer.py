@@ -75,6 +75,15 @@ def test_optuna_search_runs_two_trials_and_reports_the_best(tiny_demo, tmp_path)
     assert results["best_value"] == pytest.approx(max(t["best/val/mIoU"] for t in trials))
     sampled = [yaml.safe_load((sweep / str(i) / ".hydra/overrides.yaml").read_text()) for i in (0, 1)]
     assert sampled[0] != sampled[1]
+    # the study is kept beside the trials: the same command in the same folder resumes it
+    resumed = run(["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", "backbone=resnet18", f"hydra.sweep.dir={sweep}",
+                   "backbone.pretrained=false", f"dataset.root={tiny_demo}", *SMALL, "dataset.batch_size=4",
+                   "trainer.max_epochs=1"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    import optuna
+
+    study = optuna.load_study(study_name="resnet18_unet", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
 
 
 def test_slurm_launcher_asks_for_one_task_per_gpu():

@@ -69,3 +69,14 @@ def test_bad_input_is_named_with_the_fix(trained_run, tmp_path):
         evaluate(best, tmp_path, scales=[0.0, -1])
     with pytest.raises(ValueError, match=r"scales=\['big'\]: give one or more positive numbers"):
         evaluate(best, tmp_path, scales=["big"])
+
+
+def test_the_confusion_matrix_prints_each_cells_share_and_on_request_its_count(tmp_path):
+    from segmodels.evaluation.plots import plot_confusion
+
+    confusion = [[90, 10], [5, 15]]  # rows: target; shares 90/100, 10/100, 5/20, 15/20
+    figure = plot_confusion(tmp_path / "c.png", confusion, ["background", "thing"])
+    assert [t.get_text() for t in figure.axes[0].texts] == ["90.0", "10.0", "25.0", "75.0"]
+    figure = plot_confusion(tmp_path / "c.png", confusion, ["background", "thing"], counts=True)
+    assert [t.get_text() for t in figure.axes[0].texts] == ["90.0\n90", "10.0\n10", "25.0\n5", "75.0\n15"]
+    assert figure.axes[0].get_title() == "confusion matrix\n(% of each target class's pixels)"
