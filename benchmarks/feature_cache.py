@@ -93,6 +93,7 @@ def main() -> None:
             print(f"{backbone:>24} + {decoder:<14} uncached {plain['epoch_s_median']:7.3f} s/epoch  cached "
                   f"{cached['epoch_s_median']:7.3f} s/epoch  x{row['speedup']:5.1f}  cache {cached['cache_mb']:.1f} MB",
                   flush=True)
+            write_results(args, results, torch.device("cpu"))  # after every pair: a stopped run keeps its figures
     write_results(args, results, torch.device("cpu"))
 
 
