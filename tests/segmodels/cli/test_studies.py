@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -114,6 +115,11 @@ def test_a_two_job_sweep_logs_params_metrics_and_artifacts_to_mlflow(tiny_demo, 
 def test_logger_wandb_runs_offline_and_csv_writes_its_rows(tiny_demo, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    scratch = tmp_path / "scratch"  # wandb's temporary media and artifact folders and its service's files stay here
+    scratch.mkdir()
+    for variable in ("TMPDIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(variable, str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     cfg = compose_train(tiny_overrides(tiny_demo, tmp_path, "logger=[csv,wandb]", "logger.wandb.name=test"))
     metrics = train(cfg)
     (run,) = (tmp_path / "wandb").glob("offline-run-*")
