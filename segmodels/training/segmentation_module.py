@@ -225,9 +225,19 @@ class SegmentationModule(L.LightningModule):
         self.log("test/mean_boundary_iou", scores["mean_boundary_iou"].float())
         self.log("test/ece", scores["ece"].float())
         self.test_scores = scores_report(scores, self.class_names)
-        self.test_confusion_per_image = torch.stack(self.test_confusions) if self.test_confusions else None
+        self.test_confusion_per_image = self._gather_per_image(self.test_confusions) if self.test_confusions else None
         self.test_confusions = []
         report_test_table(format_iou_table(scores["iou"].cpu(), self.class_names))
+
+    def _gather_per_image(self, confusions: list[torch.Tensor]) -> torch.Tensor:
+        """Every process's per-image counts in the split's order: Lightning's DistributedSampler (no shuffling) gives
+        process r the images r, r + W, r + 2W ... (padded to equal shares), so interleaving restores the order; the
+        padding's repeats come last and are cut by the writer, which knows the split's length."""
+        local = torch.stack(confusions)
+        if self.trainer.world_size == 1:
+            return local
+        gathered = self.all_gather(local.to(self.device)).cpu()  # (W, n, C, C)
+        return gathered.transpose(0, 1).reshape(-1, *local.shape[1:])
 
     def configure_optimizers(self):
         trainer = self.trainer

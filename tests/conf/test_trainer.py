@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -45,6 +46,10 @@ def test_two_processes_match_one_process_and_stay_in_sync(tiny_demo, tmp_path):
     written = sorted(p.name for p in (tmp_path / "two").iterdir())
     assert written == sorted(p.name for p in (tmp_path / "one").iterdir()) + ["train_ddp_process_1.log"]
     assert len(list((tmp_path / "two/checkpoints").iterdir())) == 2  # best.ckpt, last.ckpt
+    # each test image's counts gathered from both processes, in the split's order, adding up to the run's confusion
+    with np.load(tmp_path / "two" / "test_confusion_per_image.npz") as saved:
+        assert list(saved["ids"]) == (tiny_demo / "ImageSets/Segmentation/test.txt").read_text().split()
+        assert saved["confusion"].sum(0).tolist() == two_metrics["test/confusion"]
 
 
 @pytest.mark.slow

@@ -28,11 +28,8 @@ class ReportFiles(L.Callback):
         confusion = getattr(pl_module, "test_confusion_per_image", None)
         if confusion is None:
             return
-        if trainer.world_size > 1:  # each process saw its shard (padded by the sampler): no per-image file
-            log.info("test_confusion_per_image.npz is not written under %d processes; evaluate.py writes one on a "
-                     "single device", trainer.world_size)
-            return
         dataset = getattr(trainer.datamodule, "datasets", {}).get("test")
         ids = list(dataset.ids) if dataset is not None else [str(i) for i in range(len(confusion))]
         ids = ids[: len(confusion)]  # the test loader keeps the split's order; limit_test_batches may stop it early
+        confusion = confusion[: len(ids)]  # under DDP the sampler pads the last share with repeats
         write_per_image_confusion(self.output_dir, confusion.numpy(), ids)
