@@ -14,7 +14,7 @@ import torch
 from hydra.utils import get_class, instantiate
 
 from datamodules.progress import progress
-from segmodels.evaluation.metrics import SegmentationScores, confusion_of
+from segmodels.evaluation.metrics import SegmentationScores, confusion_per_image
 from segmodels.evaluation.report import confusion_scores, scores_report, write_evaluation_files, write_per_image_confusion
 from segmodels.models.inference import check_scales, predict_probabilities
 from segmodels.training.segmentation_module import SegmentationModule
@@ -128,9 +128,10 @@ def evaluate(
         probabilities = predict_probabilities(module.model, images, flip=flip, tile=tile, overlap=overlap, scales=scales)
         scores.update(probabilities, masks)
         predictions = probabilities.argmax(dim=1)
+        batch_confusions = confusion_per_image(predictions, masks, num_classes, ignore).cpu()  # one copy a batch
+        confusions.append(batch_confusions)
         for i in range(len(images)):
-            confusions.append(confusion_of(predictions[i], masks[i], num_classes, ignore).cpu())
-            accuracy, miou = confusion_scores(confusions[-1])
+            accuracy, miou = confusion_scores(batch_confusions[i])
             rows.append({"id": ids[seen], "height": masks.shape[-2], "width": masks.shape[-1],
                          "pixel_accuracy": accuracy, "mIoU": miou})
             if worst and miou == miou:  # keep the k lowest mIoU (a max-heap of their negatives)
@@ -149,5 +150,5 @@ def evaluate(
     }
     write_evaluation_files(Path(output_dir), metrics, rows, sorted(gallery, reverse=True), ids, confusion_counts)
     if split == "test" and confusions:  # the same file train.py's test leaves: compare.py pairs either
-        write_per_image_confusion(Path(output_dir), torch.stack(confusions).numpy(), ids[:seen])
+        write_per_image_confusion(Path(output_dir), torch.cat(confusions).numpy(), ids[:seen])
     return metrics

@@ -16,6 +16,16 @@ def confusion_of(predictions: torch.Tensor, targets: torch.Tensor, num_classes: 
     return torch.bincount(pairs, minlength=num_classes ** 2).view(num_classes, num_classes)
 
 
+def confusion_per_image(predictions: torch.Tensor, targets: torch.Tensor, num_classes: int,
+                        ignore_index: int) -> torch.Tensor:
+    """(N, C, C) counts, one ``confusion_of`` per image, in one bincount on the images' device (no loop, no sync)."""
+    count = predictions.shape[0]
+    image = torch.arange(count, device=targets.device).view(-1, *[1] * (targets.dim() - 1)).expand_as(targets)
+    valid = targets != ignore_index
+    pairs = (image[valid] * num_classes + targets[valid]) * num_classes + predictions[valid]
+    return torch.bincount(pairs, minlength=count * num_classes**2).view(count, num_classes, num_classes)
+
+
 class SegmentationScores(Metric):
     """Sums of counts (so batches, images and DDP processes add up exactly), kept on the model's device.
 

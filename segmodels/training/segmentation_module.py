@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from datamodules.normalization import Normalization
 from segmodels.deprecation import warn_renamed
-from segmodels.evaluation.metrics import SegmentationScores, confusion_of, format_iou_table, scores_from_confusion
+from segmodels.evaluation.metrics import SegmentationScores, confusion_per_image, format_iou_table, scores_from_confusion
 from segmodels.evaluation.pictures import prediction_grid
 from segmodels.evaluation.report import SUMMARY_SCORES, scores_report
 from segmodels.io.checkpoint_reader import check_safe, open_checkpoint, portable_hyperparameters
@@ -195,9 +195,8 @@ class SegmentationModule(L.LightningModule):
         logits = self(batch["image"])
         self.log("test/loss", self.criterion(logits, batch["mask"]), on_epoch=True, sync_dist=True, batch_size=len(logits))
         self.test_scores_metric.update(logits.float().softmax(dim=1), batch["mask"])
-        predictions, classes = logits.argmax(dim=1), self.hparams.num_classes
-        self.test_confusions += [confusion_of(p, t.long(), classes, self.hparams.ignore_index).cpu()
-                                 for p, t in zip(predictions, batch["mask"])]
+        self.test_confusions.append(confusion_per_image(logits.argmax(dim=1), batch["mask"].long(),
+                                                        self.hparams.num_classes, self.hparams.ignore_index))
 
     def on_test_epoch_start(self) -> None:
         self.test_confusions = []
@@ -233,10 +232,10 @@ class SegmentationModule(L.LightningModule):
         """Every process's per-image counts in the split's order: Lightning's DistributedSampler (no shuffling) gives
         process r the images r, r + W, r + 2W ... (padded to equal shares), so interleaving restores the order; the
         padding's repeats come last and are cut by the writer, which knows the split's length."""
-        local = torch.stack(confusions)
+        local = torch.cat(confusions)  # kept on the device during the test: one copy to the host here
         if self.trainer.world_size == 1:
-            return local
-        gathered = self.all_gather(local.to(self.device)).cpu()  # (W, n, C, C)
+            return local.cpu()
+        gathered = self.all_gather(local).cpu()  # (W, n, C, C)
         return gathered.transpose(0, 1).reshape(-1, *local.shape[1:])
 
     def configure_optimizers(self):

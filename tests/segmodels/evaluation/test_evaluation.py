@@ -80,3 +80,16 @@ def test_the_confusion_matrix_prints_each_cells_share_and_on_request_its_count(t
     figure = plot_confusion(tmp_path / "c.png", confusion, ["background", "thing"], counts=True)
     assert [t.get_text() for t in figure.axes[0].texts] == ["90.0\n90", "10.0\n10", "25.0\n5", "75.0\n15"]
     assert figure.axes[0].get_title() == "confusion matrix\n(% of each target class's pixels)"
+
+
+def test_per_image_confusions_in_one_bincount_equal_one_per_image():
+    from segmodels.evaluation.metrics import confusion_of, confusion_per_image
+
+    generator = torch.Generator().manual_seed(0)
+    predictions = torch.randint(0, 3, (4, 5, 6), generator=generator)
+    targets = torch.randint(0, 3, (4, 5, 6), generator=generator)
+    targets[1, :2] = 255
+    batched = confusion_per_image(predictions, targets, 3, 255)
+    assert batched.shape == (4, 3, 3)
+    for i in range(4):
+        assert torch.equal(batched[i], confusion_of(predictions[i], targets[i], 3, 255))
