@@ -5,9 +5,9 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-from PIL import Image
+import tifffile
 
-from .images import UnreadableImage, read_image
+from .images import UnreadableImage, image_size, read_image
 from .masks import read_mask
 from .progress import progress
 
@@ -21,9 +21,10 @@ def evenly_spaced(count: int, limit: int | None) -> list[int]:
 
 def header_size(path: Path, kind: str) -> tuple[int, int]:
     try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, SyntaxError, ValueError) as error:  # not an image at all (the header cannot be parsed)
+        return image_size(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError, KeyError, tifffile.TiffFileError) as error:  # not an image at all
         raise UnreadableImage(path, error, kind) from error
 
 

@@ -16,6 +16,8 @@ from torch.utils.data import DataLoader
 
 from .checks import check_decodable, check_mask_values, check_sizes
 from .dataset import VOCSegmentationDataset, read_class_names
+from .layouts import label_ids_layout
+from .layouts import reduce_zero_label as reduce_zero_label_map
 from .leakage import check_leakage
 from .masks import read_mask
 from .normalization import Normalization, resolve_normalization
@@ -69,9 +71,12 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         image_dir: str = "JPEGImages",
         image_dirs: Sequence[str] | None = None,
         mask_dir: str = "SegmentationClass",
-        split_dir: str = "ImageSets/Segmentation",
+        split_dir: str | None = "ImageSets/Segmentation",
         image_ext: str = ".jpg",
         mask_ext: str = ".png",
+        reduce_zero_label: bool = False,
+        label_ids: bool = False,
+        prepare: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -88,9 +93,13 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         self._study_ids: dict[str, list[str]] | None = None
         self.split_fractions = dict(split_fractions) if split_fractions else None
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        if label_ids:  # Cityscapes' *_labelIds.png through the official table, without the preparation step
+            mask_ext, mask_value_map = label_ids_layout(mask_ext, ignore_index)
+        if reduce_zero_label:  # ADE20K: label 0 is "other"
+            mask_value_map = reduce_zero_label_map(mask_value_map, ignore_index)
         self.layout = dict(
             image_dir=image_dir, image_dirs=image_dirs, mask_dir=mask_dir, split_dir=split_dir,
-            image_ext=image_ext, mask_ext=mask_ext, mask_value_map=mask_value_map,
+            image_ext=image_ext, mask_ext=mask_ext, mask_value_map=mask_value_map, prepare=prepare,
         )
         self.datasets: dict[str, VOCSegmentationDataset] = {}
 
@@ -114,13 +123,19 @@ class VOCSegmentationDataModule(L.LightningDataModule):
     def _transform(self, stage: str):
         if stage != "train":
             return eval_transforms()
-        photometric = self.in_channels == 3  # colour jitter is defined for RGB inputs only
+        photometric = self.in_channels == 3 and self.eight_bit  # colour jitter means something for 8-bit RGB only
         return train_transforms(self.crop_size, self.ignore_index, self.scale_range, self.augmentations, photometric)
 
     @functools.cached_property
     def normalization(self) -> Normalization:
         """The backbone's statistics (or the explicit ones) for this dataset's channel count; asked for
         only when images are normalised, so reading and checking data needs neither."""
+        if not self.eight_bit and self._statistics[0] is None:
+            raise ValueError(
+                f"images in {self.root} are not 8-bit (their values reach past 255), so the backbone's statistics, "
+                f"made for 8-bit RGB, would not centre them; compute the data's own with python -m datamodules.summary "
+                f"{self.root} --channel-stats, and pass the dataset.mean=[...] dataset.std=[...] it prints"
+            )
         return resolve_normalization(self.backbone, *self._statistics).for_channels(self.in_channels)
 
     @property
@@ -198,7 +213,7 @@ class VOCSegmentationDataModule(L.LightningDataModule):
 
     def _classes_in(self, image_id: str) -> set[int]:
         """The classes one training mask holds (ignored pixels aside): so every subset keeps every class it can."""
-        path = self.root / self.layout["mask_dir"] / f"{image_id}{self.layout['mask_ext']}"
+        path = self.root / self.layout["mask_dir"].format(split=self.splits["train"]) / f"{image_id}{self.layout['mask_ext']}"
         values = np.unique(read_mask(path, self.layout["mask_value_map"]))
         return {int(v) for v in values if v != self.ignore_index}
 
@@ -214,14 +229,24 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         return self.datasets[stage]
 
     @functools.cached_property
-    def in_channels(self) -> int:
-        """Channels of one input image, read from the first sample of the first split configured."""
+    def _first_image(self) -> np.ndarray:
+        """The first image of the first split configured: what the data's channels and bit depth are read from."""
         for stage in ("train", "val", "test"):
             if self.splits[stage]:
                 split = self.splits[stage]
                 dataset = VOCSegmentationDataset(self.root, split, ids=self.split_ids(split), **self.layout)
-                return dataset.read(0)[0].shape[-1]
+                return dataset.read(0)[0]
         raise ValueError("no split configured")
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of one input image (a multi-band TIFF: its bands)."""
+        return self._first_image.shape[-1]
+
+    @property
+    def eight_bit(self) -> bool:
+        """Whether the images are 8-bit (uint8), as the backbones' own statistics and colour jitter assume."""
+        return self._first_image.dtype == np.uint8
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], None: ["train", "val", "test"]}
@@ -235,7 +260,13 @@ class VOCSegmentationDataModule(L.LightningDataModule):
     def has_split(self, stage: str) -> bool:
         """Whether split ``stage`` is configured and its ids can be found (a VOC download may lack test.txt)."""
         split = self.splits[stage]
-        return bool(split) and (bool(self.split_fractions) or (self.root / self.layout["split_dir"] / f"{split}.txt").is_file())
+        if not split:
+            return False
+        if self.split_fractions:
+            return True
+        if self.layout["split_dir"] is None:  # a folder per split (ADE20K, Cityscapes, COCO-Stuff)
+            return (self.root / self.layout["image_dir"].format(split=split)).is_dir()
+        return (self.root / self.layout["split_dir"] / f"{split}.txt").is_file()
 
     def fingerprint(self, stages: Sequence[str] = ("train", "val", "test")) -> dict[str, dict[str, Any]]:
         """What a run's numbers were computed on, per configured split: its image count, the SHA-256 of its ids in

@@ -14,7 +14,15 @@ from .sampling import sample_seed
 
 
 class VOCSegmentationDataset(Dataset):
-    """Image/mask pairs named by one split file.
+    """Image/mask pairs: images in one tree, masks in a parallel tree, matched by name with suffixes.
+
+    The image of id ``i`` is ``root/image_dir/<i><image_ext>`` and its mask ``root/mask_dir/<i><mask_ext>``; ``{split}``
+    in either folder is the split's name. The ids are those of the split file ``root/split_dir/<split>.txt`` (PASCAL
+    VOC), or, with ``split_dir=None``, every image under the split's image folder, subfolders included, the id being
+    its path there less ``image_ext`` (ADE20K's ``images/training/*.jpg``, Cityscapes'
+    ``leftImg8bit/train/<city>/*_leftImg8bit.png``, COCO-Stuff's ``images/train2017/*.jpg``): the published layouts
+    are configurations of this one reader (``conf/dataset/``). ``prepare`` names the step that makes a missing folder
+    or file, for the error.
 
     ``image_dirs`` with several folders stacks their images as channels of one input (a grayscale
     image gives one channel, any other three), e.g. two single-channel modalities for a 2-channel model.
@@ -27,19 +35,24 @@ class VOCSegmentationDataset(Dataset):
         transform: Callable | None = None,
         image_dir: str = "JPEGImages",
         mask_dir: str = "SegmentationClass",
-        split_dir: str = "ImageSets/Segmentation",
+        split_dir: str | None = "ImageSets/Segmentation",
         image_ext: str = ".jpg",
         mask_ext: str = ".png",
         image_dirs: Sequence[str] | None = None,
         mask_value_map: Mapping[int, int] | None = None,
         ids: Sequence[str] | None = None,
+        prepare: str | None = None,
     ) -> None:
         self.root = Path(root)
         self.transform = transform
         self.seed = 0  # the base of per-sample augmentation seeds (set by the datamodule)
         self.mask_value_map = dict(mask_value_map) if mask_value_map else None
-        self.image_dirs = list(image_dirs) if image_dirs else [image_dir]
-        self.split_file = self.root / split_dir / f"{split}.txt"
+        self.image_dirs = [d.format(split=split) for d in (list(image_dirs) if image_dirs else [image_dir])]
+        mask_dir = mask_dir.format(split=split)
+        hint = f"; {prepare}" if prepare else ""
+        self.split_file = self.root / split_dir / f"{split}.txt" if split_dir else None
+        if ids is None and self.split_file is None:
+            ids = scan_ids(self.root / self.image_dirs[0], image_ext, hint)
         if ids is None:
             if not self.split_file.is_file():
                 raise FileNotFoundError(
@@ -58,9 +71,10 @@ class VOCSegmentationDataset(Dataset):
         self.masks = [self.root / mask_dir / f"{i}{mask_ext}" for i in self.ids]
         missing = [str(p) for images, mask in zip(self.images, self.masks) for p in [*images, mask] if not p.is_file()]
         if missing:
+            source = f"split file {self.split_file}" if self.split_file else f"split '{split}' of {self.root}"
             raise FileNotFoundError(
-                f"split file {self.split_file} names {len(missing)} missing files, e.g. {missing[:3]}; "
-                f"check dataset.image_dir/mask_dir/image_ext/mask_ext or remove those ids from the split"
+                f"{source} names {len(missing)} missing files, e.g. {missing[:3]}; "
+                f"check dataset.image_dir/mask_dir/image_ext/mask_ext or remove those ids from the split{hint}"
             )
 
     def __len__(self) -> int:
@@ -88,6 +102,17 @@ class VOCSegmentationDataset(Dataset):
         else:
             image, mask = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask)
         return {"image": image, "mask": torch.as_tensor(mask)}  # both uint8: see on_after_batch_transfer
+
+
+def scan_ids(folder: Path, suffix: str, hint: str = "") -> list[str]:
+    """Every file under ``folder`` ending in ``suffix``, as its path there less the suffix, sorted."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist; check dataset.root and dataset.image_dir{hint}")
+    ids = sorted(p.relative_to(folder).as_posix()[: -len(suffix)] for p in folder.rglob(f"*{suffix}") if p.is_file())
+    if not ids:
+        raise FileNotFoundError(f"image folder {folder} holds no file ending in '{suffix}'; check dataset.image_ext"
+                                f"{hint}")
+    return ids
 
 
 def read_class_names(root: Path) -> list[str] | None:

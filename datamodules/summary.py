@@ -6,6 +6,12 @@
 ``--class-weights`` prints median-frequency weights (Eigen & Fergus: weight_c = median(f) / f_c, with
 f_c the share of class c among the pixels of the images where c appears), ready for
 ``python train.py class_weights=[...]``.
+
+``--channel-stats`` reads the train split's images once, streaming, and prints each channel's mean and standard
+deviation, ready for ``python train.py dataset.mean=[...] dataset.std=[...]``: for 16-bit, float or multi-band data,
+where ImageNet's statistics mean nothing. They are in the units every normalisation here uses, x / 255, whatever the
+bit depth (a 16-bit channel's mean may be up to 257). The 0.5 and 99.5 percentiles (for clipping outliers) come from
+a seeded sample of up to a million pixels per channel.
 """
 from __future__ import annotations
 
@@ -15,10 +21,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .checks import check_mask_values, check_sizes, evenly_spaced
 from .dataset import VOCSegmentationDataset, read_class_names
+from .images import image_size
 from .leakage import leaked_pairs
 from .masks import read_mask
 from .progress import progress
@@ -45,6 +51,29 @@ def class_statistics(masks: list[Path], num_classes: int, ignore_index: int, val
     return {"pixels": pixels, "image_pixels": image_pixels, "ignored": ignored, "total": total}
 
 
+def channel_statistics(dataset: VOCSegmentationDataset, limit: int | None = None, sample: int = 1_000_000) -> dict:
+    """Per-channel mean and std of x / 255 over the images (float64 sums, one image in memory at a time), and the
+    0.5 / 99.5 percentiles of a seeded pixel sample."""
+    rng = np.random.default_rng(0)
+    indices = evenly_spaced(len(dataset), limit)
+    share = max(1, sample // max(1, len(indices)))  # pixels sampled per image
+    total = squares = None
+    count, kept = 0, []
+    for index in progress(indices, "channel statistics", "image"):
+        image = dataset.read(index)[0]
+        image = image.astype(np.float64).reshape(-1, image.shape[-1]) / 255
+        total = image.sum(0) if total is None else total + image.sum(0)
+        squares = (image ** 2).sum(0) if squares is None else squares + (image ** 2).sum(0)
+        count += len(image)
+        kept.append(image[rng.choice(len(image), min(share, len(image)), replace=False)])
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+    pixels = np.concatenate(kept)
+    return {"mean": mean.tolist(), "std": std.tolist(), "images": len(indices), "pixels": count,
+            "percentile_0.5": np.percentile(pixels, 0.5, axis=0).tolist(),
+            "percentile_99.5": np.percentile(pixels, 99.5, axis=0).tolist()}
+
+
 def summarize(root: Path, args: argparse.Namespace) -> dict:
     class_names = read_class_names(root)
     num_classes = args.num_classes or (len(class_names) if class_names else None)
@@ -54,9 +83,9 @@ def summarize(root: Path, args: argparse.Namespace) -> dict:
     datasets = {}
     splits = args.splits or ["train", "val", "test"]
     for split in splits:
-        if args.splits is None and split == "test" and not (root / args.split_dir / "test.txt").is_file():
+        missing = root / args.split_dir / "test.txt" if args.split_dir else root / args.image_dir.format(split="test")
+        if args.splits is None and split == "test" and not missing.exists():
             # PASCAL VOC 2012 has train/val/trainval only: a split nobody asked for is no problem
-            missing = root / args.split_dir / "test.txt"
             report["notes"].append(f"no test split ({missing}); set dataset.test_split=val to test on val")
             continue
         try:
@@ -66,8 +95,7 @@ def summarize(root: Path, args: argparse.Namespace) -> dict:
     for split, dataset in datasets.items():
         sizes = Counter()
         for paths in progress(dataset.images, f"{split} sizes", "image"):
-            with Image.open(paths[0]) as image:
-                sizes[image.size] += 1
+            sizes[image_size(paths[0])] += 1
         widths, heights = [w for w, _ in sizes.elements()], [h for _, h in sizes.elements()]
         report["splits"][split] = {
             "images": len(dataset),
@@ -97,7 +125,13 @@ def summarize(root: Path, args: argparse.Namespace) -> dict:
         report["ignored_fraction"] = stats["ignored"] / max(1, stats["total"])
         if args.class_weights:
             report["class_weights"] = median_frequency_weights(stats["pixels"], stats["image_pixels"])
+        if args.channel_stats:
+            report["channel_stats"] = channel_statistics(first, args.sample)
     return report
+
+
+def splits_word(report: dict) -> str:
+    return f"the {next(iter(report['splits']), 'first')} split"
 
 
 def print_report(report: dict) -> None:
@@ -114,6 +148,14 @@ def print_report(report: dict) -> None:
     if "class_weights" in report:
         print("median-frequency class weights:")
         print("  class_weights=[" + ",".join(f"{w:.4f}" for w in report["class_weights"]) + "]")
+    if "channel_stats" in report:
+        stats = report["channel_stats"]
+        print(f"channel statistics of {splits_word(report)} ({stats['images']} images, {stats['pixels']} pixels; "
+              f"units of x / 255):")
+        print("  percentile 0.5:  [" + ",".join(f"{v:.4g}" for v in stats["percentile_0.5"]) + "]")
+        print("  percentile 99.5: [" + ",".join(f"{v:.4g}" for v in stats["percentile_99.5"]) + "]")
+        print("  dataset.mean=[" + ",".join(f"{v:.6g}" for v in stats["mean"]) + "] dataset.std=["
+              + ",".join(f"{v:.6g}" for v in stats["std"]) + "]")
     for note in report.get("notes", []):
         print(f"note: {note}")
     print("problems:" if report["problems"] else "problems: none found")
@@ -131,13 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ignore-index", type=int, default=255)
     parser.add_argument("--image-dir", default="JPEGImages")
     parser.add_argument("--mask-dir", default="SegmentationClass")
-    parser.add_argument("--split-dir", default="ImageSets/Segmentation")
+    parser.add_argument("--split-dir", default="ImageSets/Segmentation",
+                        help="'none': a folder per split ({split} in --image-dir / --mask-dir), as ADE20K or Cityscapes")
     parser.add_argument("--image-ext", default=".jpg")
     parser.add_argument("--mask-ext", default=".png")
     parser.add_argument("--sample", type=int, default=None, help="masks read for values and frequencies (default all)")
     parser.add_argument("--class-weights", action="store_true")
+    parser.add_argument("--channel-stats", action="store_true",
+                        help="per-channel mean and std of the first split's images (dataset.mean/std to pass)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
+    args.split_dir = None if args.split_dir.lower() == "none" else args.split_dir
     report = summarize(args.root, args)
     print_report(report)
     if args.json:

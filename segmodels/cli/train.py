@@ -55,6 +55,8 @@ def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: l
         log_images=cfg.get("log_images", 4),
         class_weights=_plain(cfg.get("class_weights")),
         loss=_plain(cfg.get("loss")),
+        mean=_plain(cfg.dataset.get("mean")),  # the data's own statistics, when given, normalise in the model too
+        std=_plain(cfg.dataset.get("std")),
     )
 
 
@@ -124,8 +126,9 @@ def apply_speed_options(module: SegmentationModule, options: DictConfig | dict, 
         channels_last = isinstance(trainer.accelerator, CUDAAccelerator)
     if channels_last:
         module.use_channels_last()
-    if options.get("compile", False):
-        module.model.compile()
+    if options.get("compile", False):  # the parts, as training calls them one by one (a decoder may own its loss)
+        module.model.backbone.compile()
+        module.model.decoder.compile()
 
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Sequence
 
 from torch import nn
 
@@ -34,18 +34,31 @@ def build_model(
     pretrained: bool = True,
     backbone_kwargs: dict[str, Any] | None = None,
     decoder_kwargs: dict[str, Any] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> SegmentationModel:
     """Any registered backbone with any registered decoder, the decoder sized from the backbone's levels.
 
     ``backbone_kwargs`` holds the backbone's own options and those of ``tune_backbone`` (LoRA, checkpointing).
+    ``mean``/``std`` replace the backbone's input statistics (data that is not 8-bit RGB: 16-bit, multi-band), one
+    value per input channel, in the units of x / 255 as every normalisation here.
     """
     options = dict(backbone_kwargs or {})
     tuning = {name: options.pop(name) for name in TUNING_OPTIONS if name in options}
     backbone_net = BACKBONES.get(backbone)(pretrained=pretrained, in_channels=in_channels, **options)
     statistics = Normalization(backbone_net.mean, backbone_net.std).for_channels(in_channels)
+    if (mean is None) != (std is None):
+        raise ValueError(f"give both mean and std or neither (got mean={mean}, std={std})")
+    if mean is not None:
+        if len(mean) != in_channels or len(std) != in_channels:
+            raise ValueError(f"mean={list(mean)} and std={list(std)} need one value per input channel "
+                             f"(in_channels={in_channels})")
+        statistics = Normalization(tuple(float(m) for m in mean), tuple(float(s) for s in std))
     backbone_net.mean, backbone_net.std = statistics.mean, statistics.std
     try:
         decoder_net = DECODERS.get(decoder)(backbone_net.channels, backbone_net.strides, num_classes, **(decoder_kwargs or {}))
+        if hasattr(decoder_net, "attach"):  # a head that runs inside the backbone (EoMT's last ViT blocks)
+            decoder_net.attach(backbone_net)
     except ValueError as error:
         pyramid = ", ".join(f"{c}@{s}" for c, s in zip(backbone_net.channels, backbone_net.strides))
         raise ValueError(

@@ -39,17 +39,44 @@ class SegmentationModel(nn.Module):
         height, width = x.shape[-2:]
         return F.pad(x, (0, -width % multiple, 0, -height % multiple)) if multiple > 1 else x
 
+    def as_list(self, levels: list[torch.Tensor | None] | dict) -> list[torch.Tensor | None]:
+        """The backbone's levels as a list (a feature cache holds those the decoder reads as a dict)."""
+        if isinstance(levels, dict):
+            return [levels.get(i, levels.get(str(i))) for i in range(len(self.backbone.channels))]
+        return levels
+
     def decode(self, levels: list[torch.Tensor | None] | dict, height: int, width: int) -> torch.Tensor:
         """Logits at ``height`` x ``width`` from the backbone's levels (a list, or a dict of the levels the decoder
         reads, as a feature cache holds them)."""
-        if isinstance(levels, dict):
-            levels = [levels.get(i, levels.get(str(i))) for i in range(len(self.backbone.channels))]
+        levels = self.as_list(levels)
         multiple = self.backbone.pad_multiple
         padded = (height + -height % multiple, width + -width % multiple)
         logits = self.decoder(levels)
         if logits.shape[-2:] != padded or torch.onnx.is_in_onnx_export():  # exported for every size
             logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
         return logits[..., :height, :width] if multiple > 1 else logits
+
+    def training_loss(self, levels: list[torch.Tensor | None] | dict, target: torch.Tensor, criterion: nn.Module,
+                      ignore_index: int) -> torch.Tensor:
+        """The training objective. The decoder contract: a decoder may own its loss by defining
+        ``loss(levels, target, ignore_index)`` (mask classification's set loss needs its query predictions, which
+        logits do not carry); it gets the target padded with ``ignore_index`` to the padded input, so its maps and the
+        target cover the same extent. Every other decoder trains with ``criterion`` on its logits."""
+        own = getattr(self.decoder, "loss", None)
+        if own is None:
+            return criterion(self.decode(levels, *target.shape[-2:]), target)
+        multiple = self.backbone.pad_multiple
+        height, width = target.shape[-2:]
+        padded = F.pad(target, (0, -width % multiple, 0, -height % multiple), value=ignore_index) \
+            if multiple > 1 else target
+        return own(self.as_list(levels), padded, ignore_index)
+
+    def set_progress(self, fraction: float) -> None:
+        """Tell a decoder with a training schedule of its own (EoMT's mask annealing, ``progress(fraction)``, the
+        other optional part of the contract) how far training is, 0 to 1."""
+        progress = getattr(self.decoder, "progress", None)
+        if progress is not None:
+            progress(fraction)
 
     def fresh_modules(self) -> list[nn.Module]:
         """The backbone's newly initialised parts (a ViT's pyramid adapter), which train with the decoder."""

@@ -38,7 +38,8 @@ class SegmentationModule(L.LightningModule):
 
     ``optimizer`` is ``{"name": "adamw", "lr": ..., other optimizer kwargs, "backbone_lr_factor": ...}``;
     ``scheduler`` is ``{"name": "cosine", ...}`` or None, stepped every iteration. ``class_weights``
-    weight the training cross-entropy (e.g. ``python -m datamodules.summary --class-weights``).
+    weight the training cross-entropy (e.g. ``python -m datamodules.summary --class-weights``). ``mean``/``std``
+    replace the backbone's input statistics (``python -m datamodules.summary --channel-stats``), e.g. for 16-bit data.
     """
 
     def __init__(
@@ -57,11 +58,13 @@ class SegmentationModule(L.LightningModule):
         log_images: int = 4,
         class_weights: list[float] | None = None,
         loss: dict[str, Any] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(
-            backbone, decoder, num_classes, in_channels, pretrained, backbone_kwargs, decoder_kwargs
+            backbone, decoder, num_classes, in_channels, pretrained, backbone_kwargs, decoder_kwargs, mean, std
         )
         self.class_names = list(class_names or [f"class_{i}" for i in range(num_classes)])
         if len(self.class_names) != num_classes:
@@ -69,6 +72,12 @@ class SegmentationModule(L.LightningModule):
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(f"{len(class_weights)} class_weights given for num_classes={num_classes}")
         options = dict(loss or {"name": "ce"})
+        if hasattr(self.model.decoder, "loss"):
+            if class_weights is not None:
+                raise ValueError(f"decoder '{decoder}' trains with its own set loss, which takes no class_weights; drop "
+                                 f"class_weights (its no-object weight is decoder.no_object_weight)")
+            log.info("decoder '%s' trains with its own set loss; loss=%s scores only val/loss and test/loss",
+                     decoder, options.get("name"))
         self.criterion = build_loss(options.pop("name"), ignore_index, class_weights, **options)
         self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
         self.test_scores_metric = SegmentationScores(num_classes, ignore_index)  # evaluate.py's, at one scale
@@ -141,13 +150,17 @@ class SegmentationModule(L.LightningModule):
         return self.model.std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self._checked(images).contiguous(memory_format=self.memory_format))
+
+    @staticmethod
+    def _checked(images: torch.Tensor) -> torch.Tensor:
         if images.dtype == torch.uint8:
             raise TypeError(
                 "got uint8 images: VOCSegmentationDataModule's loaders ship raw bytes and normalise on the device "
                 "in on_after_batch_transfer; pass the datamodule (trainer.fit(module, datamodule=dm)) rather "
                 "than its loaders, or call dm.normalize(images) first"
             )
-        return self.model(images.contiguous(memory_format=self.memory_format))
+        return images
 
     def segment(self, image, flip: bool = False, tile: int | None = None, overlap: float = 0.25) -> np.ndarray:
         """An (H, W) class-index array for one HxWxC uint8 array or PIL image, at the image's own size."""
@@ -170,12 +183,19 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if "levels" in batch:  # backbone.cache=true: the frozen backbone's features, read from disk
-            logits = self.model.decode(batch["levels"], *batch["mask"].shape[-2:])
+            levels = batch["levels"]
         else:
-            logits = self(batch["image"])
-        loss = self.criterion(logits, batch["mask"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
+            images = self._checked(batch["image"]).contiguous(memory_format=self.memory_format)
+            levels = self.model.backbone(self.model.pad(images))
+        # the configured loss on the logits, or the decoder's own (mask classification): see SegmentationModel
+        loss = self.model.training_loss(levels, batch["mask"], self.criterion, self.hparams.ignore_index)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["mask"]))
         return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        total = self.trainer.estimated_stepping_batches
+        fraction = self.trainer.global_step / total if total and total != float("inf") else 0.0
+        self.model.set_progress(min(1.0, fraction))  # a decoder's own schedule (EoMT's mask annealing)
 
     def _evaluate(self, batch: dict[str, torch.Tensor], confusion: MulticlassConfusionMatrix, stage: str):
         logits = self(batch["image"])

@@ -75,3 +75,15 @@ def test_feature_cache_benchmark_times_both_ways(tmp_path):
     (row,) = json.loads(out.read_text())["results"]
     assert row["speedup"] == pytest.approx(row["uncached"]["epoch_s_median"] / row["cached"]["epoch_s_median"])
     assert row["cached"]["cache_mb"] > 0 and row["uncached"]["cache_mb"] is None
+
+
+@pytest.mark.slow
+def test_mask2former_peer_benchmark_times_both_in_every_round(tmp_path):
+    out = tmp_path / "mask2former_peer.json"
+    result = run("mask2former_peer.py", "--size", "64", "--rounds", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert len(row["rounds"]) == 1 and all(v > 0 for v in row["rounds"][0].values())
+    assert abs(row["parameters"]["ours"] - row["parameters"]["peer"]) < 1000  # the same model, to its biases
+    assert row["summary"]["train"]["speedup_median"] == pytest.approx(
+        row["rounds"][0]["peer_train_s"] / row["rounds"][0]["ours_train_s"])

@@ -25,11 +25,12 @@ import timm
 import torch
 from safetensors.torch import load_file
 from timm.models import group_parameters
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
 
-from .base import Backbone, BackboneInfo, check_output_stride
+from .base import Backbone, BackboneInfo, adapt_first_conv_weight, check_output_stride
 from .weights import PretrainedWeightsUnavailable, load_exactly, unreadable_weights
 
 PLAIN_VIT_PREFIXES = ("vit_", "samvit_", "eva02_")
@@ -126,7 +127,13 @@ class ViTBackbone(Backbone):
                 f"weights with backbone.pretrained=false."
             ) from error
         if weights:
-            load_exactly(self.vit, read_state_dict(weights, model_name), source=str(weights), ignore=("head.",))
+            state = read_state_dict(weights, model_name)
+            # the patch embedding is the first conv: adapted to in_channels as every stem here (timm's rule, which
+            # timm itself applies to hub weights)
+            first = self.vit.pretrained_cfg.get("first_conv", "patch_embed.proj") + ".weight"
+            if first in state and state[first].shape[1] != in_channels:
+                state[first] = adapt_first_conv_weight(state[first], in_channels)
+            load_exactly(self.vit, state, source=str(weights), ignore=("head.",))
         count = len(self.vit.blocks)
         self.blocks = list(blocks) if isinstance(blocks, (list, tuple)) else evenly_spaced_blocks(count, blocks)
         if len(self.blocks) != 4 or not all(0 <= b < count for b in self.blocks):
@@ -134,6 +141,7 @@ class ViTBackbone(Backbone):
         # drop what no level uses (blocks after the last taken, the head; the final norm unless it normalises the
         # probe's tokens): every weight trains
         self.normalized = adapter == "none"
+        self.split: int | None = None  # see split_at
         self.vit.prune_intermediate_layers(sorted(set(self.blocks)), prune_norm=not self.normalized, prune_head=True)
         self.pad_multiple = self.vit.patch_embed.patch_size[0]
         if adapter == "none":
@@ -163,13 +171,38 @@ class ViTBackbone(Backbone):
         groups = group_parameters(self.vit, self.vit.group_matcher(coarse=False))
         return [[parameters[name] for name in names] for _, names in sorted(groups.items())]
 
+    def split_at(self, block: int) -> None:
+        """Stop after ``block`` blocks and give the tokens as two levels, the patch grid (N, D, h, w) and the prefix
+        tokens (N, D, P, 1): for a head that runs the remaining blocks itself (EoMT). The blocks stay the backbone's,
+        so freezing, layer-wise decay and LoRA treat them as before."""
+        if not isinstance(self.vit, VisionTransformer):
+            raise ValueError(f"{type(self.vit).__name__} ViTs (rotary or windowed attention) cannot take queries inside "
+                             f"their blocks here; use a plain timm VisionTransformer (ViT, DINOv2, SigLIP)")
+        if self.adapter is not None:
+            raise ValueError("the head reads the ViT's own tokens, not a pyramid: set backbone.adapter=none")
+        self.split = block
+        self.channels, self.strides = [self.vit.embed_dim] * 2, [self.pad_multiple] * 2
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.split is not None:
+            return self._split_forward(x)
         taken = sorted(set(self.blocks))  # timm returns one map per block, however often it is named
         # adapter=none: the final LayerNorm on every block taken, as DINOv2's get_intermediate_layers(norm=True)
         maps = self.vit.forward_intermediates(x, indices=taken, norm=self.normalized, output_fmt="NCHW",
                                               intermediates_only=True)
         maps = [maps[taken.index(b)] for b in self.blocks]
         return maps if self.adapter is None else self.adapter(maps)
+
+
+    def _split_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        height, width = x.shape[-2] // self.pad_multiple, x.shape[-1] // self.pad_multiple
+        vit = self.vit
+        tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
+        for block in vit.blocks[:self.split]:
+            tokens = block(tokens)
+        prefix = vit.num_prefix_tokens
+        grid = tokens[:, prefix:].transpose(1, 2).reshape(len(tokens), -1, height, width)
+        return [grid, tokens[:, :prefix].transpose(1, 2)[..., None]]
 
 
 def vit_info(model_name: str, adapter_channels: int = 256) -> BackboneInfo:

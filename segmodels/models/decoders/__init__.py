@@ -1,5 +1,19 @@
 """Decoders: each module registers its name in DECODERS on import."""
-from . import att_unet, deeplabv3, deeplabv3plus, fcn, fpn, linear, pspnet, segformer, segnet, unet, upernet  # noqa: F401
+from . import (  # noqa: F401
+    att_unet,
+    deeplabv3,
+    deeplabv3plus,
+    eomt,
+    fcn,
+    fpn,
+    linear,
+    mask2former,
+    pspnet,
+    segformer,
+    segnet,
+    unet,
+    upernet,
+)
 from .registry import DECODERS
 
 __all__ = ["DECODERS"]

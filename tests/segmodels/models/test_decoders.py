@@ -12,12 +12,19 @@ from torchvision import models
 
 from segmodels import build_model, list_backbones, list_decoders
 from segmodels.cli.train import build_module
+from segmodels.models.decoders import DECODERS as DECODERS_INFO
 from segmodels.models.decoders.fcn import bilinear_kernel
 from tests.helpers import ROOT, backbone_families, compose_train
 
 FAMILIES = backbone_families()
 DECODERS = list_decoders()
-SMALL = {"fcn32s": {"fc_channels": 64}, "fcn16s": {"fc_channels": 64}, "fcn8s": {"fc_channels": 64}}  # speed only
+MASK_CLASSIFICATION = {"queries": 8, "num_points": 64}
+SMALL = {"fcn32s": {"fc_channels": 64}, "fcn16s": {"fc_channels": 64}, "fcn8s": {"fc_channels": 64},  # speed only
+         "mask2former": {**MASK_CLASSIFICATION, "width": 64, "layers": 3, "pixel_layers": 1, "feedforward": 64,
+                         "pixel_feedforward": 64}, "eomt": {**MASK_CLASSIFICATION, "num_blocks": 2}}
+VIT_ONLY = [d for d in DECODERS if (DECODERS_INFO.info(d) or {}).get("plain_vit_only")]  # EoMT: inside a plain ViT
+CNN_FITTING = [d for d in DECODERS if d not in VIT_ONLY]
+PLAIN_VIT = {"adapter": "none", "depth": 3}  # the tokens themselves, as a head inside the ViT needs them
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
 
@@ -45,18 +52,27 @@ def check_logits_and_gradients(model, in_channels: int = 3) -> None:
 @pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("backbone", FAMILIES)
 def test_every_decoder_on_every_backbone_family(backbone, decoder):
-    check_logits_and_gradients(build_model(backbone, decoder, num_classes=3, pretrained=False, decoder_kwargs=SMALL.get(decoder)))
+    if decoder in VIT_ONLY and not backbone.startswith("vit"):
+        with pytest.raises(ValueError, match=f"decoder '{decoder}' cannot be built on backbone '{backbone}'.*"
+                                             "plain ViT.*use decoder=mask2former"):
+            build_model(backbone, decoder, num_classes=3, pretrained=False, decoder_kwargs=SMALL.get(decoder))
+        return
+    options = PLAIN_VIT if decoder in VIT_ONLY else None
+    check_logits_and_gradients(build_model(backbone, decoder, num_classes=3, pretrained=False, backbone_kwargs=options,
+                                           decoder_kwargs=SMALL.get(decoder)))
 
 
 @pytest.mark.parametrize("in_channels", [1, 4])
 @pytest.mark.parametrize("decoder", DECODERS)
 def test_every_decoder_with_one_or_four_input_channels(decoder, in_channels):
-    model = build_model("resnet18", decoder, 3, in_channels=in_channels, pretrained=False, decoder_kwargs=SMALL.get(decoder))
+    backbone, options = ("vit_small_patch16_224", PLAIN_VIT) if decoder in VIT_ONLY else ("resnet18", None)
+    model = build_model(backbone, decoder, 3, in_channels=in_channels, pretrained=False, backbone_kwargs=options,
+                        decoder_kwargs=SMALL.get(decoder))
     check_logits_and_gradients(model, in_channels)
 
 
 @pytest.mark.parametrize("output_stride,strides", [(16, [2, 4, 8, 16, 16]), (8, [2, 4, 8, 8, 8])])
-@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("decoder", CNN_FITTING)
 def test_every_decoder_on_a_dilated_resnet50(decoder, output_stride, strides):
     model = build_model("resnet50", decoder, 3, pretrained=False, decoder_kwargs=SMALL.get(decoder),
                         backbone_kwargs={"output_stride": output_stride})
@@ -80,13 +96,13 @@ def test_backbones_that_cannot_dilate_and_decoders_that_cannot_fit_are_refused_n
             build_model(name, "unet", 3, pretrained=False, backbone_kwargs={"output_stride": 16})
     one_level = {"model_name": "convnext_atto", "out_indices": [3]}  # a single stride-32 map
     with pytest.raises(ValueError, match="decoder 'fcn8s' cannot be built on backbone 'timm' \\(levels 320@32\\).*"
-                                         "no level at stride 16.*fit any pyramid: deeplabv3, deeplabv3plus, fpn, linear, pspnet, "
-                                         "segformer, upernet"):
+                                         "no level at stride 16.*fit any pyramid: deeplabv3, deeplabv3plus, fpn, linear, "
+                                         "mask2former, pspnet, segformer, upernet"):
         build_model("timm", "fcn8s", 3, pretrained=False, backbone_kwargs=one_level)
     check_logits_and_gradients(build_model("timm", "deeplabv3plus", 3, pretrained=False, backbone_kwargs=one_level))
 
 
-@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("decoder", CNN_FITTING)
 def test_sizes_no_stride_divides(decoder):
     model = build_model("mobilenet_v2", decoder, num_classes=4, pretrained=False, decoder_kwargs=SMALL.get(decoder)).eval()
     with torch.no_grad():

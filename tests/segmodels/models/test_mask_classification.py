@@ -1,0 +1,163 @@
+"""Mask2Former and EoMT: the set loss (matching, ignored pixels, empty masks), the semantic inference, EoMT's mask
+annealing, and the heads through train.py, evaluate.py, predict.py and export.py."""
+from __future__ import annotations
+
+import math
+from itertools import permutations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from segmodels import SegmentationModule, build_model
+from segmodels.cli.evaluate import evaluate
+from segmodels.cli.export import export
+from segmodels.cli.predict import predict_folder
+from segmodels.cli.train import train
+from segmodels.models.decoders.eomt import annealed
+from segmodels.models.decoders.mask_loss import MaskClassificationLoss, MaskPredictions, segments_of, semantic_scores
+from tests.helpers import compose_train, tiny_overrides
+
+SMALL_M2F = {"queries": 8, "width": 64, "layers": 3, "pixel_layers": 1, "feedforward": 64, "pixel_feedforward": 64,
+             "num_points": 256}
+SMALL_EOMT = {"queries": 8, "num_blocks": 2, "num_points": 256}
+VIT = {"adapter": "none", "depth": 3}
+
+
+def brute_force_cost(cost: np.ndarray) -> float:
+    """The least total cost over every assignment of segments (columns) to distinct queries (rows)."""
+    rows, columns = cost.shape
+    return min(cost[list(chosen), range(columns)].sum() for chosen in permutations(range(rows), columns))
+
+
+def test_matching_finds_the_least_cost_assignment_as_brute_force_does():
+    criterion = MaskClassificationLoss(num_classes=4, num_points=200)
+    for seed in range(6):
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.randint(0, 4, (1, 12, 12), generator=generator)
+        labels[0, :3] = 255
+        prediction = MaskPredictions(torch.randn(1, 5, 5, generator=generator), torch.randn(1, 5, 6, 6, generator=generator))
+        segments = [segments_of(labels[0], 255)]
+        torch.manual_seed(seed)
+        (cost,) = criterion.costs(prediction, labels, segments, 255)
+        torch.manual_seed(seed)  # the same random points
+        ((queries, chosen),) = criterion.match(prediction, labels, segments, 255)
+        assert sorted(chosen.tolist()) == list(range(len(segments[0])))  # every segment matched once
+        assert len(set(queries.tolist())) == len(queries)
+        matched = cost[queries, chosen].sum().item()
+        assert matched == pytest.approx(brute_force_cost(cost.numpy()), abs=1e-5)
+
+
+def test_a_perfect_query_is_matched_to_its_segment():
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[0, :, 4:] = 2  # two segments: class 0 left, class 2 right
+    masks = torch.full((1, 3, 8, 8), -8.0)
+    masks[0, 2, :, :4] = 8.0  # query 2 predicts the left half
+    masks[0, 0, :, 4:] = 8.0  # query 0 the right half
+    classes = torch.full((1, 3, 4), -8.0)
+    classes[0, 2, 0] = classes[0, 0, 2] = classes[0, 1, 3] = 8.0  # query 1: no object
+    criterion = MaskClassificationLoss(num_classes=3, num_points=256)
+    ((queries, chosen),) = criterion.match(MaskPredictions(classes, masks), labels, [segments_of(labels[0], 255)], 255)
+    assert dict(zip(chosen.tolist(), queries.tolist())) == {0: 2, 1: 0}
+
+
+def test_semantic_inference_is_class_probability_times_mask_probability_summed_over_queries():
+    classes = torch.tensor([[[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]]])  # 2 queries, 2 classes + no object
+    masks = torch.tensor([[[[0.0, 3.0]], [[-1.0, 1.0]]]])  # 2 queries, a 1 x 2 map
+    e, sig = math.exp, lambda v: 1 / (1 + math.exp(-v))
+    p = [[e(1) / (e(1) + 1 + e(-1)), 1 / (e(1) + 1 + e(-1))], [1 / (2 + e(2)), e(2) / (2 + e(2))]]
+    expected = [[sum(p[q][c] * sig(masks[0, q, 0, x].item()) for q in range(2)) for x in range(2)] for c in range(2)]
+    scores = semantic_scores(MaskPredictions(classes, masks))
+    assert scores.shape == (1, 2, 1, 2)
+    assert torch.allclose(scores[0, :, 0], torch.tensor(expected), atol=1e-6)
+
+
+def test_ignored_pixels_never_count():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (2, 16, 16))
+    labels[:, :6] = 255
+    classes, masks = torch.randn(2, 4, 4), torch.randn(2, 4, 16, 16)
+    criterion = MaskClassificationLoss(num_classes=3, num_points=400, importance=0.0)  # uniform points: comparable
+
+    def loss_of(mask_logits):
+        torch.manual_seed(1)
+        return criterion([MaskPredictions(classes, mask_logits)], labels, 255)
+
+    changed = masks.clone()
+    # only inside the ignored rows 0-5, one row clear of the labelled ones (a point there interpolates rows 5 and 6)
+    changed[:, :, :5] = torch.randn(2, 4, 5, 16) * 10
+    assert loss_of(changed) == loss_of(masks)
+    changed[:, :, 10:] += 5  # where labels count: the loss moves (the comparison can fail)
+    assert loss_of(changed) != loss_of(masks)
+
+
+@pytest.mark.parametrize("decoder,backbone,options,kwargs", [
+    ("mask2former", "resnet18", None, SMALL_M2F), ("eomt", "vit_small_patch16_224", VIT, SMALL_EOMT)])
+def test_batch_of_one_with_an_all_ignore_mask_trains_every_weight_it_can(decoder, backbone, options, kwargs):
+    torch.manual_seed(0)
+    model = build_model(backbone, decoder, 3, pretrained=False, backbone_kwargs=options, decoder_kwargs=kwargs).train()
+    x = torch.randn(1, 3, 67, 71)
+    ignored = torch.full((1, 67, 71), 255)
+    loss = model.training_loss(model.backbone(model.pad(x)), ignored, None, 255)
+    assert torch.isfinite(loss)
+    loss.backward()  # only "no object" to learn; every mask weight is still in the graph (DDP needs that)
+    assert model.decoder.classifier.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    labels = torch.randint(0, 3, (1, 67, 71))
+    model.training_loss(model.backbone(model.pad(x)), labels, None, 255).backward()
+    assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
+def test_eomt_anneals_each_blocks_mask_in_its_own_stretch_and_infers_unmasked():
+    assert [annealed(f, 0.25, 0.5) for f in (0.0, 0.25, 0.5, 0.9)] == [1.0, 1.0, 0.0, 0.0]
+    assert annealed(0.375, 0.25, 0.5) == pytest.approx(0.5 ** 0.9)
+    torch.manual_seed(0)
+    model = build_model("vit_small_patch16_224", "eomt", 3, pretrained=False, backbone_kwargs={**VIT, "depth": 6},
+                        decoder_kwargs={**SMALL_EOMT, "num_blocks": 4})
+    model.set_progress(0.5)  # blocks anneal over [1/6, 2/6], [2/6, 3/6], [3/6, 4/6], [4/6, 5/6]
+    assert model.decoder.keep_probability == [0.0, 0.0, 1.0, 1.0]
+    model.set_progress(1.0)
+    assert model.decoder.keep_probability == [0.0] * 4
+    x = torch.randn(2, 3, 48, 48)
+    levels = model.backbone(model.pad(x))
+    model.train()
+    assert len(model.decoder.sets(levels)) == 5  # one before each of the 4 blocks + the final: deep supervision
+    model.decoder.progress(0.0)
+    masked = model.decoder.sets(levels)[-1].masks
+    model.decoder.progress(1.0)
+    assert not torch.allclose(masked, model.decoder.sets(levels)[-1].masks)  # the masks do change attention
+    model.eval()
+    with torch.no_grad():
+        unmasked = model(x)
+        model.decoder.progress(0.0)
+        assert torch.equal(model(x), unmasked)  # inference never masks
+        assert len(model.decoder.sets(levels)) == 1
+    assert model.backbone.vit.blocks[-1].attn.qkv.weight in set(model.backbone.parameters())  # still the backbone's
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoder,backbone,extra", [
+    ("mask2former", "resnet18", [f"decoder.{k}={v}" for k, v in SMALL_M2F.items()]),
+    ("eomt", "vit_small", ["backbone.adapter=none", "backbone.depth=3"] + [f"decoder.{k}={v}" for k, v in SMALL_EOMT.items()]),
+])
+def test_trained_heads_evaluate_predict_and_export(decoder, backbone, extra, tiny_demo, tmp_path):
+    cfg = compose_train(tiny_overrides(tiny_demo, tmp_path / "run", f"decoder={decoder}", f"backbone={backbone}",
+                                       "backbone.pretrained=false", "trainer.max_epochs=1", *extra))
+    metrics = train(cfg)
+    checkpoint = metrics["best_checkpoint"]
+    scores = evaluate(checkpoint, tmp_path / "evaluation", flip=True, scales=(0.75, 1.0))
+    assert scores["mIoU"] == pytest.approx(np.nanmean([v for v in scores["iou"].values() if v is not None]), abs=1e-6)
+    written = predict_folder(checkpoint, str(tiny_demo / "JPEGImages"), str(tmp_path / "masks"))
+    assert len(written) > 0
+    assert "ONNX Runtime matches PyTorch" in export(checkpoint, str(tmp_path / "model.onnx"),
+                                                    str(tiny_demo / "JPEGImages" / "test_0001.jpg"))
+    module = SegmentationModule.restore(checkpoint)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, 40, 56) * 255  # another size than the one exported with
+    (exported,) = session.run(None, {"image": x.numpy()})
+    mean, std = torch.tensor(module.mean).view(1, 3, 1, 1), torch.tensor(module.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = module((x / 255 - mean) / std)
+    assert exported.shape == (1, 4, 40, 56)
+    assert np.abs(exported - expected.numpy()).max() < 1e-3
