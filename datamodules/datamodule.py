@@ -21,6 +21,7 @@ from .layouts import reduce_zero_label as reduce_zero_label_map
 from .leakage import check_leakage
 from .masks import read_mask
 from .normalization import Normalization, resolve_normalization
+from .palette import palette_of
 from .sampling import EpochShuffleSampler
 from .subsets import fold_ids, nested_order, subset_size
 from .transforms import eval_transforms, train_transforms
@@ -77,8 +78,10 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         reduce_zero_label: bool = False,
         label_ids: bool = False,
         prepare: str | None = None,
+        palette: str = "voc",
     ) -> None:
         super().__init__()
+        self.palette = palette_of(palette)  # the class colours predict.py writes (checkpoints carry the name)
         self.root = Path(root)
         self.class_names, self.num_classes = self._classes(class_names, num_classes)
         self.backbone, self._statistics = backbone, (mean, std)

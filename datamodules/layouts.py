@@ -1,5 +1,5 @@
-"""What the published benchmark layouts need beyond folders and suffixes (which their conf/dataset/*.yaml give):
-label remappings, palettes and the preparation steps a missing folder is refused with."""
+"""What the published benchmark layouts need beyond folders and suffixes (which their ``conf/dataset/<name>.yaml`` give, with
+the preparation steps a missing folder is refused with): label remappings."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -8,11 +8,6 @@ from typing import Mapping
 # rest (void, rare and ambiguous classes) ignored
 CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
                         26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
-
-# the colours of Cityscapes' 19 train ids (same table)
-CITYSCAPES_PALETTE = [(128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-                      (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-                      (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32)]
 
 # dataset.label_ids=true: masks of raw label ids instead of prepared train ids, by the train-id suffix they replace
 LABEL_IDS: dict[str, tuple[str, Mapping[int, int]]] = {

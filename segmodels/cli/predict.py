@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from datamodules.images import UnreadableImage, read_image
-from datamodules.palette import voc_palette
+from datamodules.palette import palette_of
 from datamodules.progress import progress
 from segmodels.evaluation.pictures import blend
 from segmodels.training.segmentation_module import SegmentationModule
@@ -21,7 +21,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 def overlay(image: np.ndarray, mask: np.ndarray) -> Image.Image:
     """The image with each class's colour blended in (background, class 0, left as it is)."""
     rgb = image if image.ndim == 3 and image.shape[-1] == 3 else np.repeat(image[..., :1], 3, axis=-1)
-    pictures = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    pictures = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+    if image.dtype == np.uint8:
+        pictures = pictures / 255
+    else:  # 16-bit or float data: stretched between its own 0.5 and 99.5 percentiles, for the eye only
+        low, high = np.percentile(rgb, [0.5, 99.5])
+        pictures = ((pictures - float(low)) / max(float(high - low), 1e-12)).clamp(0, 1)
     blended = blend(pictures, torch.from_numpy(mask)[None])[0].permute(1, 2, 0)
     return Image.fromarray((blended * 255).round().clamp(0, 255).byte().numpy())
 
@@ -43,7 +48,7 @@ def predict_folder(ckpt_path: str, input: str, output: str, flip: bool = False, 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     module = SegmentationModule.restore(ckpt_path, map_location=device, trust=trust_checkpoint)
     target.mkdir(parents=True, exist_ok=True)
-    palette = voc_palette().tobytes()
+    palette = palette_of((module.datamodule_config or {}).get("palette") or "voc").tobytes()  # the dataset's colours
     written = []
     broken = []
     for path in progress(files, desc="predict", unit="image"):

@@ -71,6 +71,11 @@ class SegmentationModel(nn.Module):
             if multiple > 1 else target
         return own(self.as_list(levels), padded, ignore_index)
 
+    @property
+    def scheduled(self) -> bool:
+        """Whether the decoder has a training schedule of its own (``progress``)."""
+        return hasattr(self.decoder, "progress")
+
     def set_progress(self, fraction: float) -> None:
         """Tell a decoder with a training schedule of its own (EoMT's mask annealing, ``progress(fraction)``, the
         other optional part of the contract) how far training is, 0 to 1."""

@@ -193,6 +193,8 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if not self.model.scheduled:
+            return
         total = self.trainer.estimated_stepping_batches
         fraction = self.trainer.global_step / total if total and total != float("inf") else 0.0
         self.model.set_progress(min(1.0, fraction))  # a decoder's own schedule (EoMT's mask annealing)

