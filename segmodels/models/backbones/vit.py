@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from timm.models import group_parameters
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
 
@@ -199,10 +200,17 @@ class ViTBackbone(Backbone):
         vit = self.vit
         tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
         for block in vit.blocks[:self.split]:
-            tokens = block(tokens)
+            tokens = run_block(vit, block, tokens)
         prefix = vit.num_prefix_tokens
         grid = tokens[:, prefix:].transpose(1, 2).reshape(len(tokens), -1, height, width)
         return [grid, tokens[:, :prefix].transpose(1, 2)[..., None]]
+
+
+def run_block(vit: nn.Module, block: nn.Module, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """One block, recomputed in the backward pass when the ViT checkpoints gradients (backbone.grad_checkpointing)."""
+    if getattr(vit, "grad_checkpointing", False) and torch.is_grad_enabled():
+        return checkpoint(block, tokens, attn_mask=mask, use_reentrant=False)
+    return block(tokens, attn_mask=mask)
 
 
 def vit_info(model_name: str, adapter_channels: int = 256) -> BackboneInfo:

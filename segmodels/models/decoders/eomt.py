@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 from torch import nn
 
+from ..backbones.vit import run_block
 from .mask_loss import MaskClassificationLoss, MaskPredictions, semantic_scores
 from .registry import DECODERS
 
@@ -130,7 +131,7 @@ class EoMTDecoder(nn.Module):
                 predictions.append(prediction)
                 if keep > 0:
                     mask = self.attention_mask(prediction.masks, shape, tokens.shape[1], keep)
-            tokens = block(tokens, attn_mask=mask)
+            tokens = run_block(vit, block, tokens, mask)
         return predictions + [self.predict(vit.norm(tokens), shape)]
 
     def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:

@@ -182,3 +182,18 @@ def test_training_tells_eomt_how_far_it_is_every_step():
     # one block anneals over [1/3, 2/3] of the 4 steps: fractions 0, 1/4, 1/2, 3/4
     assert seen == [[annealed(f, 1 / 3, 2 / 3)] for f in (0.0, 0.25, 0.5, 0.75)]
     assert seen[2][0] not in (0.0, 1.0)
+
+
+def test_eomt_blocks_are_recomputed_in_backward_with_gradient_checkpointing():
+    torch.manual_seed(0)
+    model = build_model("vit_small_patch16_224", "eomt", 3, pretrained=False,
+                        backbone_kwargs={**VIT, "grad_checkpointing": True}, decoder_kwargs={**SMALL_EOMT, "num_blocks": 1})
+    calls = [0] * len(model.backbone.vit.blocks)
+    for index, block in enumerate(model.backbone.vit.blocks):
+        block.register_forward_pre_hook(lambda *_, i=index: calls.__setitem__(i, calls[i] + 1))
+    model.train()
+    loss = model.training_loss(model.backbone(model.pad(torch.randn(1, 3, 32, 32))), torch.randint(0, 3, (1, 32, 32)),
+                               None, 255)
+    assert calls == [1, 1, 1]
+    loss.backward()
+    assert calls == [2, 2, 2]  # the two backbone blocks and the one with the queries, each run again
