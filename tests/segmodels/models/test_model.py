@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from segmodels import build_model, list_backbones, list_decoders
+from tests.segmodels.models.test_decoders import PLAIN_VIT, SMALL, VIT_ONLY
 
 SEED_PARAMETERS = [
     ("vgg16", "unet", 24_892_437),
@@ -62,8 +63,9 @@ def test_unet_on_resnet34_as_in_seed_002_trains():
 
 @pytest.mark.parametrize("decoder", list_decoders())
 def test_freeze_touches_exactly_the_backbone(decoder):
-    small = {"fc_channels": 32} if decoder.startswith("fcn") else None
-    model = build_model("efficientnet_lite0", decoder, 3, pretrained=False, decoder_kwargs=small)
+    small = {"fc_channels": 32} if decoder.startswith("fcn") else SMALL.get(decoder)
+    backbone, options = ("vit_small_patch16_224", PLAIN_VIT) if decoder in VIT_ONLY else ("efficientnet_lite0", None)
+    model = build_model(backbone, decoder, 3, pretrained=False, backbone_kwargs=options, decoder_kwargs=small)
     model.train()
     model.freeze_backbone(bn_eval=True)
     for name, parameter in model.named_parameters():

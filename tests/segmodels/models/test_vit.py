@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 from segmodels import BACKBONES, build_model, list_decoders
 from segmodels.cli.train import train
 from tests.helpers import assert_scores_match_confusion, compose_train, tiny_overrides
-from tests.segmodels.models.test_decoders import SMALL, check_logits_and_gradients
+from tests.segmodels.models.test_decoders import SMALL, VIT_ONLY, check_logits_and_gradients
 
 # one small model per family the issue names; two blocks each keep the tests fast (random init)
 FAMILIES = ["vit_small_patch16_224", "vit_small_patch14_dinov2", "vit_small_patch14_reg4_dinov2",
@@ -19,6 +19,15 @@ TWO_BLOCKS = {"depth": 2, "adapter_channels": 32}
 @pytest.mark.parametrize("decoder", list_decoders())
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_vit_family_in_every_decoder_at_odd_sizes(name, decoder):
+    if decoder in VIT_ONLY:  # EoMT: queries inside the blocks of a timm VisionTransformer, on its own tokens
+        options = {"depth": 3, "adapter": "none"}
+        if name.startswith(("samvit", "eva02")) or "dinov3" in name:  # windowed or rotary attention
+            with pytest.raises(ValueError, match="rotary or windowed attention.*plain timm VisionTransformer"):
+                build_model(name, decoder, 3, pretrained=False, backbone_kwargs=options, decoder_kwargs=SMALL.get(decoder))
+            return
+        model = build_model(name, decoder, 3, pretrained=False, backbone_kwargs=options, decoder_kwargs=SMALL.get(decoder))
+        check_logits_and_gradients(model)
+        return
     model = build_model(name, decoder, 3, pretrained=False, backbone_kwargs=TWO_BLOCKS, decoder_kwargs=SMALL.get(decoder))
     assert model.backbone.strides == [4, 8, 16, 32] and model.backbone.channels == [32] * 4
     check_logits_and_gradients(model)  # the adapter keeps only the branches of the levels the decoder reads
