@@ -197,3 +197,29 @@ def test_eomt_blocks_are_recomputed_in_backward_with_gradient_checkpointing():
     assert calls == [1, 1, 1]
     loss.backward()
     assert calls == [2, 2, 2]  # the two backbone blocks and the one with the queries, each run again
+
+
+def test_eomt_works_with_lora_layer_decay_and_a_deep_copy_as_ema_takes():
+    import copy
+
+    from segmodels.training.optimizers import build_optimizer_from_settings
+
+    torch.manual_seed(0)
+    model = build_model("vit_small_patch16_224", "eomt", 3, pretrained=False,
+                        backbone_kwargs={**VIT, "lora_rank": 4}, decoder_kwargs={**SMALL_EOMT, "num_blocks": 1})
+    last = model.backbone.vit.blocks[-1]
+    lora = [n for n, p in last.named_parameters() if "lora" in n and p.requires_grad]
+    assert lora and not last.attn.qkv.base_layer.weight.requires_grad  # the queries' block is LoRA'd like the rest
+    optimizer = build_optimizer_from_settings(model, {"name": "adamw", "lr": 1.0, "layer_decay": 0.5}, None)
+    rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert rates[id(model.decoder.queries.weight)] == 1.0  # the queries and heads: the decoder's rate
+    lora_a = dict(last.named_parameters())[lora[0]]
+    assert rates[id(lora_a)] == 0.5  # the last block: one decay step below the decoder
+    twin = copy.deepcopy(model).eval()  # EMA averages a deep copy: it must run its own backbone's blocks
+    assert twin.decoder._host[0] is twin.backbone
+    model.eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(twin(x), model(x))
+        next(twin.backbone.vit.blocks[-1].parameters()).add_(1.0)
+        assert not torch.equal(twin(x), model(x))
