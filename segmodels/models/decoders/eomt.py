@@ -30,7 +30,8 @@ from timm.layers import LayerNorm2d
 from torch import nn
 
 from ..backbones.vit import run_block
-from .mask_loss import MaskClassificationLoss, MaskPredictions, semantic_scores
+from .mask_classifier import MaskClassifier
+from .mask_loss import MaskPredictions
 from .registry import DECODERS
 
 
@@ -49,7 +50,7 @@ def annealed(fraction: float, start: float, end: float, power: float = 0.9) -> f
 
 
 @DECODERS.register("eomt", {"plain_vit_only": True})
-class EoMTDecoder(nn.Module):
+class EoMTDecoder(MaskClassifier):
     def __init__(
         self,
         channels: Sequence[int],
@@ -58,6 +59,7 @@ class EoMTDecoder(nn.Module):
         queries: int = 100,
         num_blocks: int = 4,
         mask_annealing: bool = True,
+        deep_supervision: bool = True,
         class_weight: float = 2.0,
         mask_weight: float = 5.0,
         dice_weight: float = 5.0,
@@ -66,7 +68,9 @@ class EoMTDecoder(nn.Module):
         oversample: float = 3.0,
         importance: float = 0.75,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, deep_supervision, class_weight=class_weight, mask_weight=mask_weight,
+                         dice_weight=dice_weight, no_object_weight=no_object_weight, num_points=num_points,
+                         oversample=oversample, importance=importance)
         width, patch = channels[-1], strides[-1]
         self.levels = [0, 1]  # the split ViT's: patch grid, prefix tokens
         self.num_blocks, self.mask_annealing = num_blocks, mask_annealing
@@ -76,8 +80,6 @@ class EoMTDecoder(nn.Module):
                                             nn.Linear(width, width))
         self.upscale = nn.Sequential(*(upscale_step(width) for _ in range(max(1, round(math.log2(patch / 4))))))
         self.keep_probability = [1.0] * num_blocks
-        self.criterion = MaskClassificationLoss(num_classes, class_weight, mask_weight, dice_weight, no_object_weight,
-                                                num_points, oversample, importance)
         self._host: list[nn.Module] = []  # the backbone, in a list so its weights are not registered twice
 
     def attach(self, backbone: nn.Module) -> None:
@@ -133,10 +135,3 @@ class EoMTDecoder(nn.Module):
                     mask = self.attention_mask(prediction.masks, shape, tokens.shape[1], keep)
             tokens = run_block(vit, block, tokens, mask)
         return predictions + [self.predict(vit.norm(tokens), shape)]
-
-    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
-        """(N, num_classes, h, w) log semantic scores at stride 4."""
-        return semantic_scores(self.sets(levels)[-1]).clamp(min=1e-8).log()
-
-    def loss(self, levels: list[torch.Tensor], labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
-        return self.criterion(self.sets(levels), labels, ignore_index)

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .deformable_attention import sine_positions
-from .mask_loss import MaskClassificationLoss, MaskPredictions, semantic_scores
+from .mask_classifier import MaskClassifier
+from .mask_loss import MaskPredictions
 from .pixel_decoder import PixelDecoder
 from .registry import ANY_PYRAMID, DECODERS
 
@@ -70,7 +71,7 @@ def mlp(width: int, out: int, layers: int = 3) -> nn.Sequential:
 
 
 @DECODERS.register("mask2former", ANY_PYRAMID)
-class Mask2FormerDecoder(nn.Module):
+class Mask2FormerDecoder(MaskClassifier):
     def __init__(
         self,
         channels: Sequence[int],
@@ -94,12 +95,14 @@ class Mask2FormerDecoder(nn.Module):
         oversample: float = 3.0,
         importance: float = 0.75,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, deep_supervision, class_weight=class_weight, mask_weight=mask_weight,
+                         dice_weight=dice_weight, no_object_weight=no_object_weight, num_points=num_points,
+                         oversample=oversample, importance=importance)
         self.pixel_decoder = PixelDecoder(channels, strides, width, width, pixel_layers, heads, points,
                                           pixel_feedforward, dropout)
         self.levels = self.pixel_decoder.levels
         self.scales = len(self.pixel_decoder.encoded)
-        self.num_classes, self.deep_supervision = num_classes, deep_supervision
+        self.num_classes = num_classes
         self.query_features = nn.Embedding(queries, width)
         self.query_positions = nn.Embedding(queries, width)
         self.level_embedding = nn.Embedding(self.scales, width)
@@ -110,8 +113,6 @@ class Mask2FormerDecoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.classifier = nn.Linear(width, num_classes + 1)
         self.mask_embedding = mlp(width, width)
-        self.criterion = MaskClassificationLoss(num_classes, class_weight, mask_weight, dice_weight, no_object_weight,
-                                                num_points, oversample, importance)
 
     def predict(self, queries: torch.Tensor, mask_features: torch.Tensor, size: tuple[int, int] | None
                 ) -> tuple[MaskPredictions, torch.Tensor | None]:
@@ -149,12 +150,3 @@ class Mask2FormerDecoder(nn.Module):
             prediction, blocked = self.predict(queries, mask_features, None if last else sizes[(i + 1) % self.scales])
             predictions.append(prediction)
         return predictions
-
-    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
-        """(N, num_classes, h, w) log semantic scores at the mask features' stride."""
-        return semantic_scores(self.sets(levels)[-1]).clamp(min=1e-8).log()
-
-    def loss(self, levels: list[torch.Tensor], labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
-        """The set loss (``mask_loss``) on the final predictions and, with ``deep_supervision``, every earlier set."""
-        predictions = self.sets(levels)
-        return self.criterion(predictions if self.deep_supervision else predictions[-1:], labels, ignore_index)
