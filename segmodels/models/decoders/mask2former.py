@@ -102,7 +102,6 @@ class Mask2FormerDecoder(MaskClassifier):
                                           pixel_feedforward, dropout)
         self.levels = self.pixel_decoder.levels
         self.scales = len(self.pixel_decoder.encoded)
-        self.num_classes = num_classes
         self.query_features = nn.Embedding(queries, width)
         self.query_positions = nn.Embedding(queries, width)
         self.level_embedding = nn.Embedding(self.scales, width)

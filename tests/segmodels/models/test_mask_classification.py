@@ -223,3 +223,24 @@ def test_eomt_works_with_lora_layer_decay_and_a_deep_copy_as_ema_takes():
         assert torch.equal(twin(x), model(x))
         next(twin.backbone.vit.blocks[-1].parameters()).add_(1.0)
         assert not torch.equal(twin(x), model(x))
+
+
+def test_bad_settings_are_refused_naming_the_option_and_the_fix(tmp_path):
+    from datamodules import VOCSegmentationDataModule
+
+    with pytest.raises(ValueError, match="sized from the ViT's own tokens: set backbone.adapter=none"):
+        build_model("vit_small_patch16_224", "eomt", 3, pretrained=False, backbone_kwargs={"depth": 2},
+                    decoder_kwargs=SMALL_EOMT)
+    with pytest.raises(ValueError, match="decoder.num_blocks=5: the ViT has 3 blocks"):
+        build_model("vit_small_patch16_224", "eomt", 3, pretrained=False, backbone_kwargs=VIT,
+                    decoder_kwargs={**SMALL_EOMT, "num_blocks": 5})
+    with pytest.raises(ValueError, match="own set loss, which takes no class_weights; drop class_weights"):
+        SegmentationModule(backbone="resnet18", decoder="mask2former", num_classes=3, pretrained=False,
+                           decoder_kwargs=SMALL_M2F, class_weights=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"mean=\[0.5\] and std=\[0.2\] need one value per input channel \(in_channels=3\)"):
+        build_model("resnet18", "fpn", 3, pretrained=False, mean=[0.5], std=[0.2])
+    with pytest.raises(ValueError, match="dataset.palette='ade': choose one of voc, cityscapes"):
+        VOCSegmentationDataModule(str(tmp_path), num_classes=3, backbone="resnet18", palette="ade")
+    with pytest.raises(ValueError, match=r"dataset.label_ids=true: no label-id table is known for masks '\*.png'.*"
+                                         "dataset.mask_value_map"):
+        VOCSegmentationDataModule(str(tmp_path), num_classes=3, backbone="resnet18", label_ids=True)
