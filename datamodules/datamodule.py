@@ -66,6 +66,7 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         folds: int | None = None,
         fold: int = 0,
         split_fractions: Mapping[str, float] | None = None,
+        split_seed: int = 0,
         train_split: str = "train",
         val_split: str = "val",
         test_split: str | None = "test",
@@ -95,7 +96,8 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         self.folds, self.fold = folds, fold
         self._study_ids: dict[str, list[str]] | None = None
         self.split_fractions = dict(split_fractions) if split_fractions else None
-        self.splits = {"train": train_split, "val": val_split, "test": test_split}
+        self.split_seed = split_seed
+        self.configured_splits = {"train": train_split, "val": val_split, "test": test_split}
         if label_ids:  # Cityscapes' *_labelIds.png through the official table, without the preparation step
             mask_ext, mask_value_map = label_ids_layout(mask_ext, ignore_index)
         if reduce_zero_label:  # ADE20K: label 0 is "other"
@@ -174,14 +176,15 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         return {**batch, "image": self.normalize(batch["image"]), "mask": batch["mask"].long()}
 
     def split_ids(self, split: str) -> list[str] | None:
-        """With ``split_fractions`` (no split files, as labelme exports): a seeded partition of the masks."""
+        """With ``split_fractions`` (no split files, as labelme exports): a partition of the masks, seeded by
+        ``split_seed`` (fixed while the training seed varies, so every seed tests on the same images)."""
         if not self.split_fractions:
             return None
         if split not in self.split_fractions:
             raise ValueError(f"split '{split}' has no share in dataset.split_fractions {self.split_fractions}")
         mask_dir, ext = self.root / self.layout["mask_dir"], self.layout["mask_ext"]
         ids = sorted(p.name[: -len(ext)] for p in mask_dir.glob(f"*{ext}"))
-        random.Random(0).shuffle(ids)
+        random.Random(self.split_seed).shuffle(ids)
         total, start = sum(self.split_fractions.values()), 0.0
         for name, share in self.split_fractions.items():
             end = start + share / total
@@ -262,14 +265,46 @@ class VOCSegmentationDataModule(L.LightningDataModule):
 
     def has_split(self, stage: str) -> bool:
         """Whether split ``stage`` is configured and its ids can be found (a VOC download may lack test.txt)."""
-        split = self.splits[stage]
+        return self.split_exists(self.splits[stage])
+
+    def split_exists(self, split: str | None) -> bool:
+        """Whether split ``split`` can be read: its split file, its folder, or its share in ``split_fractions``."""
         if not split:
             return False
         if self.split_fractions:
-            return True
+            return split in self.split_fractions
         if self.layout["split_dir"] is None:  # a folder per split (ADE20K, Cityscapes, COCO-Stuff)
             return (self.root / self.layout["image_dir"].format(split=split)).is_dir()
         return (self.root / self.layout["split_dir"] / f"{split}.txt").is_file()
+
+    @property
+    def splits(self) -> dict[str, str | None]:
+        """The split each role reads. The test role reads ``test_split`` when that split exists (``test.txt`` beside
+        ``train.txt``, a ``test`` folder, a ``test`` share); otherwise the validation split, which ``test_note`` then
+        states: a figure on the images ``best.ckpt`` was chosen on is optimistic."""
+        splits = dict(self.configured_splits)
+        test, val = splits["test"], splits["val"]
+        if test and val and test != val and not self.split_exists(test):
+            splits["test"] = val
+        return splits
+
+    @property
+    def test_on_val(self) -> bool:
+        """Whether the test role reads the validation split (configured so, or for want of a test split)."""
+        splits = self.splits
+        return bool(splits["test"]) and splits["test"] == splits["val"]
+
+    @property
+    def test_note(self) -> str | None:
+        """What a reader of the test figure must know when it is not from held-out images; None when it is."""
+        if not self.test_on_val:
+            return None
+        configured = self.configured_splits["test"]
+        why = (f"no split '{configured}' exists in {self.root}" if configured != self.splits["val"]
+               else f"dataset.test_split={configured}")
+        return (f"the test figure is on the validation split '{self.splits['val']}' ({why}): the split best.ckpt was "
+                f"chosen on, so it is optimistic; add a {configured if configured != self.splits['val'] else 'test'} "
+                f"split (e.g. test.txt beside train.txt, or a test share in dataset.split_fractions) for a held-out figure")
 
     def fingerprint(self, stages: Sequence[str] = ("train", "val", "test")) -> dict[str, dict[str, Any]]:
         """What a run's numbers were computed on, per configured split: its image count, the SHA-256 of its ids in

@@ -77,7 +77,8 @@ def channel_statistics(dataset: VOCSegmentationDataset, limit: int | None = None
 def summarize(root: Path, args: argparse.Namespace) -> dict:
     class_names = read_class_names(root)
     num_classes = args.num_classes or (len(class_names) if class_names else None)
-    report: dict = {"root": str(root), "splits": {}, "problems": [], "notes": []}
+    report: dict = {"root": str(root), "splits": {}, "roles": {"train": "train", "val": "val", "test": "test"},
+                    "problems": [], "notes": []}
     layout = dict(image_dir=args.image_dir, mask_dir=args.mask_dir, split_dir=args.split_dir,
                   image_ext=args.image_ext, mask_ext=args.mask_ext)
     datasets = {}
@@ -85,8 +86,12 @@ def summarize(root: Path, args: argparse.Namespace) -> dict:
     for split in splits:
         missing = root / args.split_dir / "test.txt" if args.split_dir else root / args.image_dir.format(split="test")
         if args.splits is None and split == "test" and not missing.exists():
-            # PASCAL VOC 2012 has train/val/trainval only: a split nobody asked for is no problem
-            report["notes"].append(f"no test split ({missing}); set dataset.test_split=val to test on val")
+            # PASCAL VOC 2012 has train/val/trainval only: a split nobody asked for is no problem, but the test
+            # figure then comes from the images checkpoints are chosen on, and the reader must know
+            report["roles"]["test"] = "val"
+            report["notes"].append(f"no test split ({missing}): train.py's test figure will be on the validation split, "
+                                   f"the one best.ckpt is chosen on, so optimistic; add test.txt (or a test share in "
+                                   f"dataset.split_fractions) for a held-out figure")
             continue
         try:
             datasets[split] = VOCSegmentationDataset(root, split, **layout)
@@ -156,6 +161,8 @@ def print_report(report: dict) -> None:
         print("  percentile 99.5: [" + ",".join(f"{v:.4g}" for v in stats["percentile_99.5"]) + "]")
         print("  dataset.mean=[" + ",".join(f"{v:.6g}" for v in stats["mean"]) + "] dataset.std=["
               + ",".join(f"{v:.6g}" for v in stats["std"]) + "]")
+    if "roles" in report:
+        print("roles: " + ", ".join(f"{role} reads {split}" for role, split in report["roles"].items()))
     for note in report.get("notes", []):
         print(f"note: {note}")
     print("problems:" if report["problems"] else "problems: none found")

@@ -4,8 +4,9 @@ Each side is a run folder (``outputs/<date>/<time>``), a folder of run folders (
 configuration), or a quoted glob pattern matching run folders (``'multirun/<sweep>/*pretrained=True*'``: Hydra's job
 folders hold commas, so patterns rather than lists). Every run must hold
 ``test_confusion_per_image.npz`` (train.py writes it after its test), so no inference runs again. With several runs
-a side, runs are paired by their seed. Prints the mIoU difference (A - B), its 95% bootstrap interval over test
-images and a p-value (``segmodels.evaluation.statistics.paired_bootstrap``), and returns them as a dict.
+a side, runs are paired by their seed. Prints the mIoU difference (A - B), its 95% bootstrap interval and a p-value
+(``segmodels.evaluation.statistics.paired_bootstrap``: over test images, and over the seed pairs when there are
+several), says what the interval covers, and returns them as a dict.
 """
 from __future__ import annotations
 
@@ -77,6 +78,13 @@ def compare(a: str | list[Path], b: str | list[Path], resamples: int = 10_000, s
     return {**result, "a": [str(r) for r, _ in pairs], "b": [str(r) for _, r in pairs]}
 
 
+def p_text(p_value: float, resamples: int) -> str:
+    """``p = 0.0312``, or ``p < 1e-4`` when no resample crossed zero (a bootstrap p-value is never exactly 0)."""
+    if p_value == 0:
+        return f"p < {1 / resamples:.0e}".replace("e-0", "e-")
+    return f"p = {p_value:.4f}"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m segmodels.cli.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,8 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     result = compare(args.a, args.b, args.resamples, args.seed)
     print(f"mIoU(A) - mIoU(B) = {100 * result['difference']:+.2f} points, 95% CI [{100 * result['ci_low']:+.2f}, "
-          f"{100 * result['ci_high']:+.2f}], p = {result['p_value']:.4f} ({result['images']} test images, "
-          f"{result['pairs']} pair{'s' if result['pairs'] > 1 else ''} of runs, {result['resamples']} resamples)")
+          f"{100 * result['ci_high']:+.2f}], {p_text(result['p_value'], result['resamples'])} ({result['images']} test "
+          f"images, {result['pairs']} pair{'s' if result['pairs'] > 1 else ''} of runs, {result['resamples']} resamples)")
+    print(f"the interval covers {result['covers']}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

@@ -53,7 +53,10 @@ def print_summary(output_dir: Path, metrics: dict[str, Any], monitor: str) -> No
     if f"best/{monitor}" in metrics:
         lines.append(f"best {monitor:<10}  {100 * metrics[f'best/{monitor}']:.2f}%")
     if "test/mIoU" in metrics:
-        lines.append(f"test mIoU        {100 * metrics['test/mIoU']:.2f}%  (per class: the table above)")
+        split = f" on {metrics['test_split']}" if metrics.get("test_split") else ""
+        lines.append(f"test mIoU        {100 * metrics['test/mIoU']:.2f}%{split}  (per class: the table above)")
+    if metrics.get("test_note"):
+        lines.append(f"note             {metrics['test_note']}")
     lines.append(f"metrics          {output_dir / 'metrics.json'}")
     lines.append(f"model folder     {output_dir / 'model'}  (SegmentationModule.from_pretrained)")
     lines.append("go on with")

@@ -3,6 +3,7 @@ command, the library versions, the device, the seed and a fingerprint of the dat
 checkpoints and the model folder, so a figure can be traced back and evaluate.py can tell other data apart."""
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import subprocess
@@ -49,7 +50,24 @@ def device_name(accelerator: str) -> str:
     return f"{accelerator}: {platform.processor() or platform.machine()}"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux; the platform's word elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_record() -> dict[str, str | int | None]:
+    """What decides a CPU run's last digits: the same seed gives other figures where torch picks other kernels
+    (``torch.backends.cpu.get_cpu_capability()``: AVX2, AVX512 ...), so two figures can be told apart by it."""
+    return {"model": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+
+
 def run_provenance(seed: int, accelerator: str, data: dict[str, Any]) -> dict[str, Any]:
     """The record a run carries; ``data`` is its datamodule's ``fingerprint()``."""
     return {"git": git_state(), "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), "versions": versions(),
-            "device": device_name(accelerator), "seed": seed, "data": data}
+            "device": device_name(accelerator), "cpu": cpu_record(), "seed": seed, "data": data}

@@ -174,6 +174,27 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+def test_split_record(datamodule: L.LightningDataModule, monitor: str) -> dict[str, Any]:
+    """Which split the test figure is on and whether checkpoints were chosen on it (metrics.json, card, summary)."""
+    splits = getattr(datamodule, "splits", None)
+    if not splits or not splits.get("test"):
+        return {}
+    selected_on = splits["val"] if monitor.startswith("val/") else None
+    return {"test_split": splits["test"], "test_is_selection_split": splits["test"] == selected_on,
+            "test_note": getattr(datamodule, "test_note", None)}
+
+
+@rank_zero_only
+def write_split_files(datamodule: L.LightningDataModule, folder: Path) -> None:
+    """The ids each split read, one file per split as ``ImageSets/Segmentation`` holds them: ``dataset.split_dir=
+    <run>/splits dataset.split_fractions=null`` reads the same partition again."""
+    for stage in ("train", "val", "test"):
+        split = datamodule.splits[stage]
+        if split and datamodule.split_exists(split):
+            ids = datamodule.split_ids(split)
+            _write(folder / f"{split}.txt", "\n".join(ids) + "\n")
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, validate every epoch, test the best checkpoint; return (and save) the metrics. Changes no warning
     filter: ``train.py`` quiets third-party messages (``console.quiet_third_party``), a notebook keeps its own."""
@@ -236,6 +257,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics["batch_size"] = datamodule.batch_size  # per process; tune_batch_size may have changed it
     metrics["provenance"] = module.provenance
     metrics["train_images"] = len(datamodule.dataset("train"))
+    metrics.update(test_split_record(datamodule, cfg.monitor))
+    if getattr(datamodule, "split_fractions", None):  # a seeded partition: its id lists, to reuse it
+        write_split_files(datamodule, output_dir / "splits")
     if datamodule.study:  # which images a subset or a fold trained on
         _write(output_dir / "train_ids.txt", "\n".join(datamodule.dataset("train").ids) + "\n")
     sync = next((c for c in trainer.callbacks if isinstance(c, CheckRanksInSync)), None)
@@ -245,8 +269,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     _write(output_dir / "metrics.json", json.dumps(metrics, indent=2))
     if trainer.is_global_zero:  # the best (tested) weights as a folder anyone can load: SegmentationModule.from_pretrained
-        scores = {**module.test_scores, "protocol": "single scale, whole images", "split": "test",
-                  "dataset": str(datamodule.root)}
+        scores = {**module.test_scores, "protocol": "single scale, whole images",
+                  "split": metrics.get("test_split") or "test", "dataset": str(datamodule.root),
+                  "test_note": metrics.get("test_note")}
         module.save_pretrained(str(output_dir / "model"), scores, OmegaConf.to_yaml(cfg, resolve=True))
     if trainer.is_global_zero:
         record_in_trackers(loggers, output_dir, metrics, cfg.monitor)

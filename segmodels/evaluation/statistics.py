@@ -2,12 +2,14 @@
 
 - ``interval``: mean, standard deviation, n and the 95% confidence interval of a metric over seeds or folds
   (Student's t, as for any small sample of independent runs).
-- ``paired_bootstrap``: the test-set bootstrap of the mIoU difference between two models (Efron & Tibshirani 1993;
-  the usual protocol for comparing segmentation models on one test set). Each resample draws the test images with
-  replacement, the same draw for both models, and recomputes dataset-level mIoU from the summed per-image confusion
-  counts (never a mean of per-image IoUs). With several seeds per model, runs are paired by seed and the difference
-  is averaged over the pairs within each resample. The interval is the percentile interval; the p-value is the
-  two-sided share of resampled differences on the other side of zero.
+- ``paired_bootstrap``: the bootstrap of the mIoU difference between two models (Efron & Tibshirani 1993; the usual
+  protocol for comparing segmentation models on one test set). Each resample draws the test images with replacement,
+  the same draw for both models, and recomputes dataset-level mIoU from the summed per-image confusion counts (never a
+  mean of per-image IoUs). With several seeds per model, runs are paired by seed and each resample also draws the seed
+  pairs with replacement before averaging their differences: a two-level bootstrap over test images and training
+  randomness (Bouthillier et al. 2021, "Accounting for variance in machine learning benchmarks"), so seeds that
+  disagree widen the interval. With one run a side, the interval covers the choice of test images only. The interval
+  is the percentile interval; the p-value is the two-sided share of resampled differences on the other side of zero.
 """
 from __future__ import annotations
 
@@ -52,20 +54,25 @@ def paired_bootstrap(a: Sequence[np.ndarray], b: Sequence[np.ndarray], resamples
     if len(shapes) != 1:
         raise ValueError(f"the runs scored different test sets (per-image confusion shapes {sorted(shapes)}): a paired "
                          f"comparison needs the same images")
-    images = shapes.pop()[0]
+    images, pairs = shapes.pop()[0], len(a)
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(images, np.full(images, 1 / images), size=resamples).astype(np.float64)  # (R, images)
-    differences = np.zeros(resamples)
-    observed = 0.0
-    for first, second in zip(a, b):
+    per_pair = np.zeros((pairs, resamples))  # each pair's difference under each image draw
+    observed = np.zeros(pairs)
+    for index, (first, second) in enumerate(zip(a, b)):
         first, second = (np.asarray(x, dtype=np.float64).reshape(images, -1) for x in (first, second))
         classes = int(np.sqrt(first.shape[1]))
-        observed += miou_of(first.sum(0).reshape(classes, classes)) - miou_of(second.sum(0).reshape(classes, classes))
-        differences += (miou_of((weights @ first).reshape(-1, classes, classes))
-                        - miou_of((weights @ second).reshape(-1, classes, classes)))
-    observed, differences = observed / len(a), differences / len(a)
+        observed[index] = miou_of(first.sum(0).reshape(classes, classes)) - miou_of(second.sum(0).reshape(classes, classes))
+        per_pair[index] = (miou_of((weights @ first).reshape(-1, classes, classes))
+                           - miou_of((weights @ second).reshape(-1, classes, classes)))
+    # the second level: which seed pairs each resample holds (with one pair, always that pair)
+    seed_draws = rng.multinomial(pairs, np.full(pairs, 1 / pairs), size=resamples).astype(np.float64)  # (R, pairs)
+    differences = (seed_draws * per_pair.T).sum(1) / pairs
     tail = (1 - confidence) / 2
     low, high = np.quantile(differences, [tail, 1 - tail])
     p_value = min(1.0, 2 * min(float((differences <= 0).mean()), float((differences >= 0).mean())))
-    return {"difference": float(observed), "ci_low": float(low), "ci_high": float(high), "p_value": p_value,
-            "resamples": resamples, "images": images, "pairs": len(a)}
+    covers = ("test images and training seeds" if pairs > 1
+              else "test images only (one run a side: add seeds to cover training randomness)")
+    return {"difference": float(observed.mean()), "ci_low": float(low), "ci_high": float(high), "p_value": p_value,
+            "resamples": resamples, "images": images, "pairs": pairs, "covers": covers,
+            "pair_differences": observed.tolist()}

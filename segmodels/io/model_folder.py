@@ -96,6 +96,8 @@ def model_card(config: dict[str, Any], recipe: str | None) -> str:
         lines += ["", "## Results", "", f"Protocol: {metrics.get('protocol', 'single scale, whole images')} on "
                   f"{metrics.get('split', 'the test split')} of {metrics.get('dataset', 'the training dataset')}.", "",
                   "| score | value |", "| --- | --- |"]
+        if metrics.get("test_note"):
+            lines[-2:-2] = [f"Note: {metrics['test_note']}.", ""]
         for name in ("mIoU", "pixel_accuracy", "mean_accuracy", "mean_dice", "mean_boundary_iou", "ece"):
             if name in metrics:
                 lines.append(f"| {name} | {100 * metrics[name]:.2f}% |")
@@ -110,6 +112,8 @@ def model_card(config: dict[str, Any], recipe: str | None) -> str:
                   f"- code: segmodels commit `{commit}`{' with uncommitted changes' if git.get('dirty') else ''}",
                   f"- command: `{provenance.get('command')}`", f"- seed: {provenance.get('seed')}",
                   f"- device: {provenance.get('device')}",
+                  f"- CPU: {(provenance.get('cpu') or {}).get('model')}, torch kernels "
+                  f"{(provenance.get('cpu') or {}).get('capability')}",
                   "- versions: " + ", ".join(f"{k} {v}" for k, v in (provenance.get("versions") or {}).items()),
                   "- data: " + "; ".join(f"{split} {info['images']} images (ids sha256 {info['ids_sha256'][:12]}, "
                                          f"{info['bytes']} bytes)" for split, info in data.items())]

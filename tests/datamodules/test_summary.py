@@ -41,4 +41,5 @@ def test_a_missing_test_split_nobody_asked_for_is_a_note_not_a_problem(tmp_path,
     root = make_demo_dataset(tmp_path / "demo", splits={"train": 3, "val": 1}, size=32)
     assert main([str(root)]) == 0
     out = capsys.readouterr().out
-    assert "note: no test split" in out and "dataset.test_split=val" in out and "problems: none found" in out
+    assert "note: no test split" in out and "optimistic" in out and "problems: none found" in out
+    assert "roles: train reads train, val reads val, test reads val" in out

@@ -22,6 +22,8 @@ def test_a_run_records_commit_command_versions_device_seed_and_data(trained_run,
     assert record["git"]["commit"] == head and isinstance(record["git"]["dirty"], bool)
     assert record["versions"]["torch"] == version("torch") and record["versions"]["lightning"] == lightning.__version__
     assert record["seed"] == OmegaConf.load(run / "config.yaml").seed and record["device"].startswith("cpu")
+    assert record["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability() and record["cpu"]["model"]
+    assert metrics["test_split"] == "test" and metrics["test_is_selection_split"] is False and not metrics["test_note"]
     test_ids = (tiny_demo / "ImageSets" / "Segmentation" / "test.txt").read_text().split()
     assert record["data"]["test"]["images"] == len(test_ids) == 4
     assert record["data"]["test"]["ids_sha256"] == hashlib.sha256("\n".join(test_ids).encode()).hexdigest()

@@ -60,3 +60,25 @@ def test_identical_runs_differ_by_nothing_and_seeds_pair():
         paired_bootstrap(a, a[:2])
     with pytest.raises(ValueError, match="different test sets"):
         paired_bootstrap([a[0]], [a[0][:10]])
+
+
+def test_seeds_that_disagree_widen_the_interval():
+    # seed 0: A beats B by far; seed 1: B beats A by far. 200 images each, so the image draw alone is narrow.
+    rng = np.random.default_rng(2)
+    a = [per_image_confusions(rng, 200, 0.95), per_image_confusions(rng, 200, 0.55)]
+    b = [per_image_confusions(rng, 200, 0.60), per_image_confusions(rng, 200, 0.90)]
+    pair_differences = [miou_of(x.sum(0)) - miou_of(y.sum(0)) for x, y in zip(a, b)]
+    assert pair_differences[0] > 0.3 and pair_differences[1] < -0.3
+    result = paired_bootstrap(a, b, resamples=4_000)
+    assert result["pair_differences"] == pytest.approx(pair_differences) and result["covers"].startswith("test images and")
+    # drawing both pairs of one seed is a quarter of the resamples: the interval reaches each seed's own difference
+    assert result["ci_low"] < pair_differences[1] + 0.05 and result["ci_high"] > pair_differences[0] - 0.05
+    assert result["p_value"] > 0.2
+    single = paired_bootstrap(a[:1], b[:1], resamples=4_000)
+    assert single["covers"].startswith("test images only") and single["ci_high"] - single["ci_low"] < 0.1
+
+
+def test_compare_prints_a_p_value_below_the_resolution_as_a_bound():
+    from segmodels.cli.compare import p_text
+
+    assert p_text(0.0, 10_000) == "p < 1e-4" and p_text(0.0312, 10_000) == "p = 0.0312"
