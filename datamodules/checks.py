@@ -1,6 +1,7 @@
 """Refuse, before training, what would train wrongly; each message names the file and the fix."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -65,8 +66,11 @@ def check_mask_values(
     """
     bad: dict[int, list[str]] = {}
     binary_only, saw_255 = True, False
-    for index in progress(evenly_spaced(len(masks), limit), "check mask values", "mask"):
+    seen: set[int] = set()
+    checked = evenly_spaced(len(masks), limit)
+    for index in progress(checked, "check mask values", "mask"):
         values = set(np.unique(reader(masks[index], value_map)).tolist())
+        seen |= values
         for value in values - set(range(num_classes)) - {ignore_index}:
             bad.setdefault(value, []).append(str(masks[index]))
         binary_only &= values <= {0, 255}
@@ -84,3 +88,10 @@ def check_mask_values(
             f"the ignore value the foreground would vanish from training. Read 255 as class 1 with "
             f"dataset.mask_value_map='{{255:1}}' and dataset.num_classes=2"
         )
+    labels = seen - {ignore_index}
+    if labels and max(labels) < num_classes - 1:
+        warnings.warn(
+            f"num_classes={num_classes} but the {len(checked)} masks checked (e.g. {masks[0].parent}) hold classes up "
+            f"to {max(labels)} only: classes {max(labels) + 1}..{num_classes - 1} never appear, so they would be "
+            f"trained as absent and score no IoU. If the count is wrong, set dataset.num_classes={max(labels) + 1}; "
+            f"if those classes are merely rare, this is expected", UserWarning, stacklevel=2)

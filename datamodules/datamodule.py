@@ -117,6 +117,9 @@ class VOCSegmentationDataModule(L.LightningDataModule):
                 f"{source} lists {len(names)} classes but dataset.num_classes={num_classes}; make them agree "
                 f"(or set dataset.num_classes=null to take the count from the names)"
             )
+        if not names and num_classes is None and not self.root.exists():
+            raise FileNotFoundError(f"dataset root {self.root} does not exist; check dataset.root (or data_dir, which "
+                                    f"it starts from) and the folder's name")
         if not names and num_classes is None:
             raise ValueError(
                 f"the number of classes is unknown: set dataset.num_classes or dataset.class_names, or put a "

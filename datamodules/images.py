@@ -54,6 +54,7 @@ class UnreadableImage(ValueError):
 
     def __init__(self, path: Path, error: BaseException, kind: str = "image") -> None:
         self.path = Path(path)
+        self.reason = f"{type(error).__name__}: {str(error)[:160]}"  # what the decoder said, for a one-line report
         super().__init__(f"{kind} {path} cannot be decoded ({type(error).__name__}: {str(error)[:160]}); the file is "
                          f"corrupt, truncated or not an image. Replace it (re-export or re-download), or remove its id "
                          f"from the split file; dataset.check_images=true finds every such file before training")

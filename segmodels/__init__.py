@@ -1,6 +1,7 @@
 """segmodels: semantic segmentation by transfer learning, any backbone with any decoder.
 
-The public API is ``__all__`` below (tests import every name in it; none needs Hydra). The layout runs one way,
+The public API is ``__all__`` below (tests import every name in it; only ``fit``, train.py's pipeline, composes
+Hydra configs). The layout runs one way,
 models -> {evaluation, io} -> training -> cli, and names from the earlier flat layout still import, with a
 warning (``segmodels.deprecation``).
 """
@@ -9,6 +10,7 @@ from . import deprecation
 deprecation.install()
 
 from .cli import resolvers  # noqa: E402, F401  (the configs' resolvers, wherever segmodels is imported)
+from .cli.notebook import fit  # noqa: E402
 from .evaluation import SegmentationScores  # noqa: E402
 from .models import (  # noqa: E402
     BACKBONES,
@@ -35,6 +37,7 @@ __all__ = [
     "SegmentationModule",
     "SegmentationScores",
     "build_model",
+    "fit",
     "list_backbones",
     "list_decoders",
 ]

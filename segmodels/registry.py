@@ -1,6 +1,7 @@
 """A name -> factory table, so that adding a part is one file and one decorator line."""
 from __future__ import annotations
 
+import difflib
 from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T", bound=Callable)
@@ -16,6 +17,7 @@ class Registry(Generic[T]):
         self._info: dict[str, Any] = {}
         self.fallback: Callable[[str], T | None] | None = None
         self.fallback_info: Callable[[str], Any] | None = None
+        self.fallback_names: Callable[[], list[str]] | None = None  # every name the fallback resolves (for suggestions)
 
     def register(self, name: str, info: Any = None) -> Callable[[T], T]:
         def add(factory: T) -> T:
@@ -44,6 +46,11 @@ class Registry(Generic[T]):
         raise KeyError(self._unknown(name))
 
     def _unknown(self, name: str) -> str:
+        """The table's close names first, then the fallback's (timm's ~1,300 models for backbones)."""
+        candidates = list(dict.fromkeys(self.names() + (self.fallback_names() if self.fallback_names else [])))
+        close = difflib.get_close_matches(name.removeprefix("timm/"), candidates, n=5, cutoff=0.6)
+        if close:
+            return f"unknown {self.kind} '{name}'; did you mean {', '.join(close)}? (registered: {', '.join(self.names())})"
         extra = " (or a name the fallback resolves)" if self.fallback else ""
         return f"unknown {self.kind} '{name}'; choose one of: {', '.join(self.names())}{extra}"
 

@@ -55,7 +55,7 @@ def predict_folder(ckpt_path: str, input: str, output: str, flip: bool = False, 
         try:
             image = read_image(path, keep_single_channel=module.hparams.in_channels != 3)
         except UnreadableImage as error:  # one bad photo should not stop a folder: skip it, say so at the end
-            broken.append(f"{path.name} ({str(error.__cause__)[:80]})")
+            broken.append(f"{path.name} ({error.reason[:100]})")
             continue
         image = image[..., 0] if image.shape[-1] == 1 else image
         mask = module.segment(image, flip=flip, tile=tile, overlap=overlap)

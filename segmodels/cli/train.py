@@ -57,7 +57,17 @@ def build_module(cfg: DictConfig, num_classes: int | None = None, class_names: l
         loss=_plain(cfg.get("loss")),
         mean=_plain(cfg.dataset.get("mean")),  # the data's own statistics, when given, normalise in the model too
         std=_plain(cfg.dataset.get("std")),
+        freeze=freeze_schedule(cfg),
     )
+
+
+def freeze_schedule(cfg: DictConfig) -> dict[str, Any] | None:
+    """``callbacks.freeze``'s options (None when the entry is dropped: never frozen), which the module records and
+    brings to a trainer that has no freeze schedule of its own (a notebook's plain ``L.Trainer``)."""
+    entry = _plain((cfg.get("callbacks") or {}).get("freeze"))
+    if not entry:
+        return None
+    return {k: v for k, v in entry.items() if k != "_target_"}
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:

@@ -19,9 +19,11 @@ from segmodels.evaluation.pictures import prediction_grid
 from segmodels.evaluation.report import SUMMARY_SCORES, scores_report
 from segmodels.io.checkpoint_reader import check_safe, open_checkpoint, portable_hyperparameters
 from segmodels.io.model_folder import load_weights, read_pretrained, save_pretrained
+from segmodels.io.transformers_import import import_folder, is_transformers_folder
 from segmodels.models.factory import build_model
 from segmodels.models.inference import predict_probabilities
 
+from .callbacks.freeze import FreezeBackbone
 from .losses import build_loss
 from .optimizers import build_optimizer_from_settings, build_schedule
 
@@ -33,6 +35,10 @@ def report_test_table(table: str) -> None:
     log.info("Per-class IoU on the test split (%%):\n%s", table)
 
 
+# train.py's default schedule (conf/callbacks/default.yaml: freeze): frozen for the first epoch
+FREEZE: dict[str, Any] = {"unfreeze_at_epoch": 1, "bn_eval": True, "frozen_stages": 0}
+
+
 class SegmentationModule(L.LightningModule):
     """Trains ``build_model(backbone, decoder, ...)`` with cross-entropy; reports mIoU over whole splits.
 
@@ -40,6 +46,9 @@ class SegmentationModule(L.LightningModule):
     ``scheduler`` is ``{"name": "cosine", ...}`` or None, stepped every iteration. ``class_weights``
     weight the training cross-entropy (e.g. ``python -m datamodules.summary --class-weights``). ``mean``/``std``
     replace the backbone's input statistics (``python -m datamodules.summary --channel-stats``), e.g. for 16-bit data.
+    ``freeze`` is the backbone's freeze-then-unfreeze schedule (``FreezeBackbone``'s options, train.py's
+    ``callbacks.freeze``); the module brings it to any trainer (``configure_callbacks``), so a plain
+    ``L.Trainer().fit(module, ...)`` freezes as train.py does. None: never frozen.
     """
 
     def __init__(
@@ -60,6 +69,7 @@ class SegmentationModule(L.LightningModule):
         loss: dict[str, Any] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        freeze: dict[str, Any] | None = FREEZE,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -93,6 +103,8 @@ class SegmentationModule(L.LightningModule):
         # where the run's numbers come from (commit, command, versions, device, seed, data fingerprint): train.py sets
         # it, checkpoints and model folders carry it
         self.provenance: dict[str, Any] | None = None
+        # a model imported from a transformers folder: its source and dataset settings (label convention, classes)
+        self.imported: dict[str, Any] | None = None
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path, *args, trust_checkpoint: bool = False,
@@ -130,7 +142,14 @@ class SegmentationModule(L.LightningModule):
 
     @classmethod
     def from_pretrained(cls, folder: str, map_location: str | torch.device = "cpu") -> "SegmentationModule":
-        """The model ``save_pretrained`` wrote, in eval mode; needs neither Hydra nor data nor a download."""
+        """The model ``save_pretrained`` wrote, or a transformers model folder (SegFormer ...: see
+        ``segmodels.io.transformers_import``), in eval mode; needs neither Hydra nor data nor a download."""
+        if is_transformers_folder(folder):
+            hparams, state, record = import_folder(folder)
+            module = cls(**hparams)
+            module.model.load_state_dict(state, strict=True)
+            module.imported = record
+            return module.to(map_location).eval()
         hparams, weights = read_pretrained(folder)
         module = cls(**hparams)
         load_weights(module.model, weights, map_location)
@@ -259,6 +278,14 @@ class SegmentationModule(L.LightningModule):
             return local.cpu()
         gathered = self.all_gather(local).cpu()  # (W, n, C, C)
         return gathered.transpose(0, 1).reshape(-1, *local.shape[1:])
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The callbacks that belong to the model, whatever trainer runs it: the freeze schedule, unless the trainer
+        was given a ``FreezeBackbone`` of its own (that one wins: Lightning would otherwise replace it with this)."""
+        schedule = self.hparams.get("freeze", FREEZE)
+        if schedule is None or any(isinstance(c, FreezeBackbone) for c in self.trainer.callbacks):
+            return []
+        return [FreezeBackbone(**schedule)]
 
     def configure_optimizers(self):
         trainer = self.trainer

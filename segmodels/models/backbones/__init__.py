@@ -1,7 +1,7 @@
 """Backbones: each module registers its names in BACKBONES on import, with a BackboneInfo."""
 from __future__ import annotations
 
-from . import efficientnet_lite, mobilenet, resnet, timm_any, vgg  # noqa: F401  (registration)
+from . import efficientnet_lite, mit, mobilenet, resnet, timm_any, vgg  # noqa: F401  (registration)
 from .base import Backbone, BackboneInfo
 from .registry import BACKBONES
 from .weights import PretrainedWeightsUnavailable

@@ -82,3 +82,4 @@ BACKBONES.register("timm")(TimmBackbone)
 BACKBONES.register("vit")(ViTBackbone)  # build_model("vit", ..., backbone_kwargs={"model_name": ...}), or the name itself
 BACKBONES.fallback = resolve_timm
 BACKBONES.fallback_info = timm_info
+BACKBONES.fallback_names = timm.list_models

@@ -5,6 +5,7 @@ import urllib.error
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torchvision.models import WeightsEnum
 
 
@@ -49,7 +50,8 @@ def load_local_state_dict(path: str | Path, backbone: str) -> dict[str, torch.Te
             f"of a state dict saved in that backbone's published key layout"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu",
+                                                                                         weights_only=True)
     except Exception as error:  # truncated zip, pickle garbage, a checkpoint with objects
         raise ValueError(unreadable_weights(path, backbone, error)) from error
     if not isinstance(state, dict):

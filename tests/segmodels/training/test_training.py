@@ -244,3 +244,35 @@ def test_deterministic_runs_with_workers_give_bit_identical_weights(tiny_demo, t
     assert first["global_step"] == second["global_step"] > 0
     assert first["state_dict"].keys() == second["state_dict"].keys()
     assert all(torch.equal(first["state_dict"][k], second["state_dict"][k]) for k in first["state_dict"])
+
+
+def test_a_plain_trainer_freezes_as_train_py_does_unless_given_its_own_schedule(tiny_demo):
+    """The module brings its freeze schedule (configure_callbacks); a trainer's own FreezeBackbone wins."""
+    import lightning as L
+
+    from datamodules import DemoSegmentationDataModule
+    from segmodels import FreezeBackbone, SegmentationModule
+
+    def fit(module, epochs: int, callbacks=()) -> None:
+        data = DemoSegmentationDataModule(str(tiny_demo), backbone="resnet18", num_workers=0, crop_size=32, batch_size=4)
+        L.Trainer(max_epochs=epochs, callbacks=list(callbacks), logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, accelerator="cpu", num_sanity_val_steps=0,
+                  limit_train_batches=2, limit_val_batches=1).fit(module, datamodule=data)
+
+    def backbone(module) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in module.model.backbone.state_dict().items() if k.endswith("weight")}
+
+    module = SegmentationModule(backbone="resnet18", decoder="unet", num_classes=4, pretrained=False)
+    before = backbone(module)
+    fit(module, 1)
+    assert all(torch.equal(before[k], v) for k, v in backbone(module).items())  # frozen epoch 0
+    fit(module, 2)
+    assert any(not torch.equal(before[k], v) for k, v in backbone(module).items())  # unfrozen from epoch 1
+    own = SegmentationModule(backbone="resnet18", decoder="unet", num_classes=4, pretrained=False)
+    before = backbone(own)
+    fit(own, 1, [FreezeBackbone(unfreeze_at_epoch=0)])
+    assert any(not torch.equal(before[k], v) for k, v in backbone(own).items())
+    never = SegmentationModule(backbone="resnet18", decoder="unet", num_classes=4, pretrained=False, freeze=None)
+    before = backbone(never)
+    fit(never, 1)
+    assert any(not torch.equal(before[k], v) for k, v in backbone(never).items())

@@ -1,0 +1,91 @@
+"""Parity, the proof of an import: transformers builds the model from a config with random weights, saves it with its
+own save_pretrained, we import the folder and compare outputs on an odd input size (no download anywhere)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+transformers = pytest.importorskip("transformers")
+
+from segmodels import SegmentationModule  # noqa: E402
+from segmodels.io.transformers_import import ArchitectureMismatch  # noqa: E402
+
+HEIGHT, WIDTH = 67, 93
+
+
+def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Every BatchNorm statistic and affine parameter moved off its initial value, so a swapped or dropped one shows."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
+        if isinstance(module, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm)) and module.weight is not None:
+            module.weight.data.copy_(torch.rand(module.weight.shape, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
+    return model.eval()
+
+
+def save_segformer(folder, reduce_labels: bool = True, labels: int = 5):
+    config = transformers.SegformerConfig(  # MiT-B0's encoder, a narrow head
+        hidden_sizes=[32, 64, 160, 256], depths=[2, 2, 2, 2], decoder_hidden_size=64, num_labels=labels,
+        id2label={i: f"thing{i}" for i in range(labels)}, label2id={f"thing{i}": i for i in range(labels)})
+    torch.manual_seed(0)
+    model = randomised(transformers.SegformerForSemanticSegmentation(config))
+    model.save_pretrained(folder)
+    processor = transformers.SegformerImageProcessor(do_resize=False, do_reduce_labels=reduce_labels,
+                                                     image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.25, 0.3])
+    processor.save_pretrained(folder)
+    return model, processor
+
+
+def source_probabilities(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The source's class probabilities at the input size: its logits upsampled as post_process_semantic_segmentation
+    does (bilinear, align_corners=False), then softmax."""
+    with torch.no_grad():
+        logits = model(pixel_values=pixel_values).logits
+    return F.interpolate(logits, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False).softmax(1)
+
+
+def test_segformer_imports_with_parity(tmp_path):
+    model, processor = save_segformer(tmp_path / "segformer")
+    module = SegmentationModule.from_pretrained(str(tmp_path / "segformer"))
+    assert module.hparams.backbone == "mit_b0" and module.class_names == [f"thing{i}" for i in range(5)]
+    assert module.mean == (0.4, 0.5, 0.6) and module.std == (0.2, 0.25, 0.3)
+    assert module.imported["dataset"]["reduce_zero_label"] is True
+    image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    pixel_values = processor(images=image, return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape[-2:] == (HEIGHT, WIDTH)
+    expected = source_probabilities(model, pixel_values)
+    with torch.no_grad():
+        ours = module(pixel_values).softmax(1)
+    assert (ours - expected).abs().max() < 1e-4
+    with torch.no_grad():
+        reference = processor.post_process_semantic_segmentation(model(pixel_values=pixel_values),
+                                                                 target_sizes=[(HEIGHT, WIDTH)])[0]
+    assert np.array_equal(module.segment(image), reference.numpy())
+
+
+def test_a_broken_mapping_or_an_unexpressible_config_is_refused_by_name(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    save_segformer(tmp_path / "segformer")
+    weights = tmp_path / "segformer" / "model.safetensors"
+    state = load_file(str(weights))
+    state["decode_head.extra.weight"] = torch.zeros(1)
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match=r"1 source tensors unmapped \['decode_head.extra.weight'\]"):
+        SegmentationModule.from_pretrained(str(tmp_path / "segformer"))
+    del state["decode_head.extra.weight"], state["segformer.encoder.layer_norm.3.bias"]
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match=r"1 of ours left unfilled \['backbone.stages.3.norm.bias'\]"):
+        SegmentationModule.from_pretrained(str(tmp_path / "segformer"))
+    config = json.loads((tmp_path / "segformer" / "config.json").read_text())
+    config["sr_ratios"] = [4, 4, 2, 1]
+    (tmp_path / "segformer" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArchitectureMismatch, match=r"sr_ratios=\[4, 4, 2, 1\] \(this project's model: \[8, 4, 2, 1\]\)"):
+        SegmentationModule.from_pretrained(str(tmp_path / "segformer"))

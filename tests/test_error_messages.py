@@ -1,0 +1,50 @@
+"""Errors a new user meets first, each naming the file or value and the fix (issue 31's list)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from datamodules import VOCSegmentationDataModule, make_demo_dataset
+
+
+def test_a_missing_root_says_so_instead_of_asking_for_class_names(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"dataset root {tmp_path / 'nowhere'} does not exist; check dataset.root"):
+        VOCSegmentationDataModule(str(tmp_path / "nowhere"))
+
+
+def test_an_unknown_timm_name_suggests_timms_close_names():
+    from segmodels import build_model
+
+    with pytest.raises(KeyError, match=r"unknown backbone 'resnet51'; did you mean .*resnet50"):
+        build_model("resnet51", "unet", 3, pretrained=False)
+
+
+def test_more_classes_than_the_masks_hold_is_named(tmp_path):
+    root = make_demo_dataset(tmp_path / "demo", splits={"train": 4, "val": 2}, size=32)  # classes 0..3
+    (root / "class_names.txt").unlink()
+    with pytest.warns(UserWarning, match=r"num_classes=6 but the 4 masks checked .* hold classes up to 3 only: classes "
+                                         r"4..5 never appear.*dataset.num_classes=4"):
+        VOCSegmentationDataModule(str(root), num_classes=6, backbone="resnet18", test_split=None).setup("fit")
+
+
+def test_predict_names_why_a_broken_image_was_skipped(tmp_path, caplog):
+    from segmodels.cli.predict import predict_folder
+    from tests.segmodels.cli.test_predict import small_module
+
+    module = small_module()
+    import lightning as L
+
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((20, 20, 3), 120, np.uint8)).save(photos / "good.jpg")
+    (photos / "cut.jpg").write_bytes((photos / "good.jpg").read_bytes()[:200])  # truncated: no end-of-image marker
+    with caplog.at_level(logging.WARNING):
+        written = predict_folder(str(tmp_path / "model.ckpt"), str(photos), str(tmp_path / "out"))
+    assert [p.name for p in written] == ["good.png"]
+    assert "cut.jpg (EOFError: no end-of-image marker: the file is truncated)" in caplog.text and "None" not in caplog.text
