@@ -88,8 +88,13 @@ class DemoSegmentationDataModule(VOCSegmentationDataModule):
     """The VOC datamodule on the demo dataset, generating it under ``root`` if it is not there."""
 
     def __init__(self, root: str, seed: int = 0, image_size: int = 64, **kwargs) -> None:
+        # the defaults of conf/dataset/demo.yaml, so a notebook's DemoSegmentationDataModule(root) trains as train.py
         kwargs.setdefault("num_classes", len(DEMO_CLASSES))
         kwargs.setdefault("class_names", DEMO_CLASSES)
+        kwargs.setdefault("crop_size", image_size)
+        kwargs.setdefault("scale_range", (0.75, 1.25))
+        kwargs.setdefault("val_batch_size", 16)
+        kwargs.setdefault("num_workers", 2)
         super().__init__(root, **kwargs)
         self.seed, self.image_size = seed, image_size
 

@@ -51,3 +51,18 @@ def test_split_naming_missing_files_is_refused(tmp_path):
     dm = VOCSegmentationDataModule(str(root), num_classes=4, num_workers=0)
     with pytest.raises(FileNotFoundError, match=r"train.txt names 1 missing files, e\.g\. \[.*train_0001\.png"):
         dm.setup("fit")
+
+
+def test_the_demo_datamodules_defaults_are_the_configs():
+    """A notebook's DemoSegmentationDataModule(root) reads the data as python train.py does (a 512 crop of the 64 px
+    images made each step 60 times dearer)."""
+    from omegaconf import OmegaConf
+
+    from datamodules import DemoSegmentationDataModule
+    from tests.helpers import ROOT
+
+    config = OmegaConf.load(ROOT / "conf/dataset/demo.yaml")
+    module = DemoSegmentationDataModule("unused")
+    for key in ("crop_size", "batch_size", "val_batch_size", "num_workers", "ignore_index", "num_classes"):
+        assert getattr(module, key) == config[key], key
+    assert module.scale_range == tuple(config.scale_range) and module.class_names == list(config.class_names)
