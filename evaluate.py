@@ -17,7 +17,7 @@ def main(cfg: DictConfig) -> float:
     metrics = evaluate(cfg.ckpt_path, cfg.output_dir, dataset=dataset, split=cfg.split, scales=list(cfg.scales),
                        flip=cfg.flip, tile=cfg.tile, overlap=cfg.overlap, boundary_ratio=cfg.boundary_ratio,
                        bins=cfg.calibration_bins, worst=cfg.worst, device=cfg.device, trust_checkpoint=cfg.trust_checkpoint,
-                       confusion_counts=cfg.confusion_counts)
+                       confusion_counts=cfg.confusion_counts, model=cfg.get("model"))
     print_evaluation(metrics, cfg.output_dir)
     return metrics["mIoU"]
 

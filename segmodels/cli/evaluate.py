@@ -39,6 +39,18 @@ def evaluation_datamodule(module: SegmentationModule, dataset: dict | None, ckpt
     return instantiate(config)
 
 
+def check_label_convention(module: SegmentationModule, dataset: dict | None, model: str) -> None:
+    """An imported model scores labels as its source trained on them: refuse a dataset read another way."""
+    expected = ((module.imported or {}).get("dataset") or {}).get("reduce_zero_label")
+    if expected is None or not dataset:
+        return
+    given = bool(dataset.get("reduce_zero_label", False))
+    if given != expected:
+        raise ValueError(f"model={model} was trained with reduce_zero_label={expected} (its preprocessor's "
+                         f"do_reduce_labels) but the dataset reads labels with reduce_zero_label={given}; set "
+                         f"dataset.reduce_zero_label={str(expected).lower()} so classes line up")
+
+
 def data_differences(provenance: dict | None, current: dict[str, dict], split: str) -> list[str]:
     """How the ``split`` scored here differs from the one the run recorded (other ids, count or file bytes): then its
     scores are not the run's scores on that split. Empty when they agree or the run recorded nothing."""
@@ -87,7 +99,7 @@ def check_targets(config: dict, ckpt_path: str) -> None:
 
 
 def evaluate(
-    ckpt_path: str,
+    ckpt_path: str | None,
     output_dir: str | Path,
     dataset: dict | None = None,
     split: str = "test",
@@ -101,15 +113,24 @@ def evaluate(
     device: str = "auto",
     trust_checkpoint: bool = False,
     confusion_counts: bool = False,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """Scores of ``ckpt_path`` on ``split``; writes the files into ``output_dir`` and returns metrics.json's content."""
+    """Scores of ``ckpt_path`` (a .ckpt) or ``model`` (a model folder, ours or a transformers one) on ``split``; writes
+    the files into ``output_dir`` and returns metrics.json's content."""
     scales = check_scales(scales)
+    if (ckpt_path is None) == (model is None):
+        raise ValueError(f"give one of ckpt_path=<.ckpt file> or model=<model folder> (got ckpt_path={ckpt_path}, "
+                         f"model={model})")
     if split not in SPLITS:
         raise ValueError(f"split={split}: choose one of {', '.join(SPLITS)} (the dataset's train_split, val_split or "
                          f"test_split file)")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    module = SegmentationModule.restore(ckpt_path, map_location=device, trust=trust_checkpoint)
-    data = evaluation_datamodule(module, dataset, ckpt_path, trust_checkpoint)
+    if model is not None:
+        module = SegmentationModule.from_pretrained(model, map_location=device)
+        check_label_convention(module, dataset, model)
+    else:
+        module = SegmentationModule.restore(ckpt_path, map_location=device, trust=trust_checkpoint)
+    data = evaluation_datamodule(module, dataset, ckpt_path or f"model={model}", trust_checkpoint)
     if not data.splits.get(split):
         raise ValueError(f"split={split}: the dataset at {data.root} has no {split} split (dataset.{split}_split is "
                          f"empty); choose another split or set dataset.{split}_split=<file name without .txt>")
@@ -142,7 +163,7 @@ def evaluate(
     result = scores.compute()
     report = scores_report(result, module.class_names)
     metrics = {
-        "checkpoint": str(ckpt_path), "split": split, "dataset": str(data.root), "images": seen,
+        "checkpoint": str(ckpt_path or model), "split": split, "dataset": str(data.root), "images": seen,
         "protocol": {"scales": scales, "flip": flip, "tile": tile, "overlap": overlap if tile else None,
                      "boundary_ratio": boundary_ratio, "calibration_bins": bins},
         "seconds": seconds, "seconds_per_image": seconds / max(1, seen), "data_differs_from_training": differences,

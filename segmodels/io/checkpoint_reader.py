@@ -14,7 +14,10 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+from safetensors.torch import load_file
 from torch import nn
+
+from .transformers_import import import_folder, is_transformers_folder
 
 
 class UnsafeCheckpoint(ValueError):
@@ -73,7 +76,7 @@ def load_matching(module: nn.Module, checkpoint: str | Path, trust: bool = False
     """Copy into ``module`` each tensor of ``checkpoint`` with the same name and shape; the rest keep
     their fresh initialisation. Returns (and logs) what was loaded, reshaped away, or absent."""
     path = Path(checkpoint)
-    state = open_checkpoint(path, "model.init_from", trust)["state_dict"]
+    state = folder_state(path) if path.is_dir() else open_checkpoint(path, "model.init_from", trust)["state_dict"]
     own = module.state_dict()
     loaded = [k for k, v in own.items() if k in state and state[k].shape == v.shape]
     other_shape = [f"{k} {tuple(state[k].shape)} -> {tuple(v.shape)}"
@@ -85,6 +88,18 @@ def load_matching(module: nn.Module, checkpoint: str | Path, trust: bool = False
         f"shape {other_shape[:4]} and {len(absent)} absent from the checkpoint {absent[:4]}"
     )
     return {"loaded": loaded, "other_shape": other_shape, "absent": absent}
+
+
+def folder_state(folder: Path) -> dict[str, torch.Tensor]:
+    """A model folder's weights under the LightningModule's names (``model.``): this project's folder (train.py's
+    ``<run>/model``, convert.py's) or a transformers one, imported (see ``transformers_import``)."""
+    from .model_folder import read_pretrained  # here, not at the top: model_folder imports this module
+
+    if is_transformers_folder(folder):
+        state = import_folder(folder)[1]
+    else:
+        state = load_file(str(read_pretrained(folder)[1]))
+    return {f"model.{k}": v for k, v in state.items()}
 
 
 def portable_hyperparameters(hparams: dict) -> dict:

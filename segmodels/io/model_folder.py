@@ -45,6 +45,22 @@ def save_pretrained(model: nn.Module, hparams: dict[str, Any], class_names: list
     return folder
 
 
+def source_section(source: dict[str, Any], dataset: dict[str, Any]) -> list[str]:
+    """What an imported model came from: its architecture, name, licence, label convention and published figure."""
+    published = source.get("published")
+    lines = ["", "## Source", "",
+             f"- imported from: `{source.get('name') or source.get('folder')}` ({source.get('architecture')}, "
+             f"transformers {source.get('transformers_version')})",
+             f"- licence: {source.get('licence') or 'not stated in the source; see its model card'}",
+             f"- labels: reduce_zero_label={dataset.get('reduce_zero_label')} (label 0 ignored, the rest moved down by one, "
+             f"as ADE20K's published models are trained)"]
+    if published:
+        lines.append(f"- published: {published['mIoU']} mIoU on {published['dataset']}, {published['protocol']} "
+                     f"({published['source']})")
+    lines += [f"- {note}" for note in source.get("notes") or []]
+    return lines
+
+
 def read_pretrained(folder: str | Path) -> tuple[dict[str, Any], Path]:
     """The hyper-parameters a model folder was saved with and the path of its weights, or an error naming the
     file that is missing or wrong."""
@@ -62,6 +78,11 @@ def read_pretrained(folder: str | Path) -> tuple[dict[str, Any], Path]:
         raise ValueError(f"{config_path}: format {config.get('format')!r}, expected {FORMAT!r}; save it again with "
                          f"this version's SegmentationModule.save_pretrained")
     return config["hyper_parameters"], weights
+
+
+def read_provenance(folder: str | Path) -> dict[str, Any]:
+    """The provenance record a model folder's config.json carries (empty for an older folder)."""
+    return json.loads((Path(folder) / "config.json").read_text()).get("provenance") or {}
 
 
 def load_weights(model: nn.Module, weights: str | Path, map_location: str | torch.device = "cpu") -> None:
@@ -94,7 +115,8 @@ def model_card(config: dict[str, Any], recipe: str | None) -> str:
     ]
     if metrics:
         lines += ["", "## Results", "", f"Protocol: {metrics.get('protocol', 'single scale, whole images')} on "
-                  f"{metrics.get('split', 'the test split')} of {metrics.get('dataset', 'the training dataset')}.", "",
+                  f"{metrics.get('split', 'the test split')} of {metrics.get('dataset', 'the training dataset')}"
+                  + (" (quoted from the source, not measured here)." if metrics.get("quoted") else "."), "",
                   "| score | value |", "| --- | --- |"]
         if metrics.get("test_note"):
             lines[-2:-2] = [f"Note: {metrics['test_note']}.", ""]
@@ -105,7 +127,9 @@ def model_card(config: dict[str, Any], recipe: str | None) -> str:
             lines += ["", "| class | IoU |", "| --- | --- |"]
             lines += [f"| {name} | {'n/a' if v != v else f'{100 * v:.2f}%'} |" for name, v in metrics["iou"].items()]
     provenance = config.get("provenance") or {}
-    if provenance:
+    if provenance.get("imported_from"):
+        lines += source_section(provenance["imported_from"], provenance.get("dataset_settings") or {})
+    elif provenance:
         git, data = provenance.get("git") or {}, provenance.get("data") or {}
         commit = git.get("commit") or "not a git checkout"
         lines += ["", "## Provenance", "",

@@ -18,7 +18,7 @@ from segmodels.evaluation.metrics import SegmentationScores, confusion_per_image
 from segmodels.evaluation.pictures import prediction_grid
 from segmodels.evaluation.report import SUMMARY_SCORES, scores_report
 from segmodels.io.checkpoint_reader import check_safe, open_checkpoint, portable_hyperparameters
-from segmodels.io.model_folder import load_weights, read_pretrained, save_pretrained
+from segmodels.io.model_folder import load_weights, read_pretrained, read_provenance, save_pretrained
 from segmodels.io.transformers_import import import_folder, is_transformers_folder
 from segmodels.models.factory import build_model
 from segmodels.models.inference import predict_probabilities
@@ -153,6 +153,10 @@ class SegmentationModule(L.LightningModule):
         hparams, weights = read_pretrained(folder)
         module = cls(**hparams)
         load_weights(module.model, weights, map_location)
+        module.provenance = read_provenance(folder)
+        if module.provenance.get("imported_from"):  # a converted checkpoint: its source and label convention
+            module.imported = {"source": module.provenance["imported_from"],
+                               "dataset": module.provenance.get("dataset_settings") or {}}
         return module.to(map_location).eval()
 
     def use_channels_last(self) -> None:

@@ -89,3 +89,47 @@ def test_a_broken_mapping_or_an_unexpressible_config_is_refused_by_name(tmp_path
     (tmp_path / "segformer" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArchitectureMismatch, match=r"sr_ratios=\[4, 4, 2, 1\] \(this project's model: \[8, 4, 2, 1\]\)"):
         SegmentationModule.from_pretrained(str(tmp_path / "segformer"))
+
+
+@pytest.mark.slow
+def test_convert_evaluate_and_fine_tune_from_a_published_folder(tmp_path, tiny_demo):
+    import subprocess
+    import sys
+
+    from omegaconf import OmegaConf
+
+    from segmodels.cli.evaluate import evaluate
+    from segmodels.cli.train import build_module, train
+    from segmodels.io.checkpoint_reader import load_matching
+    from tests.helpers import ROOT, compose_train, subprocess_env, tiny_overrides
+
+    save_segformer(tmp_path / "hub", reduce_labels=False, labels=4)
+    (tmp_path / "hub" / "README.md").write_text("---\nlicense: other\ntags: [vision]\n---\n# SegFormer\n")
+    result = subprocess.run([sys.executable, str(ROOT / "convert.py"), f"source={tmp_path / 'hub'}",
+                             f"output={tmp_path / 'converted'}", "name=nvidia/segformer-b0-finetuned-ade-512-512"],
+                            cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "licence    other" in result.stdout and "37.4 mIoU on ADE20K val" in result.stdout
+    card = (tmp_path / "converted" / "README.md").read_text()
+    assert "imported from: `nvidia/segformer-b0-finetuned-ade-512-512`" in card and "quoted from the source" in card
+
+    dataset = OmegaConf.to_container(compose_train(tiny_overrides(tiny_demo, tmp_path, "dataset.num_workers=0")).dataset,
+                                     resolve=True)
+    direct = evaluate(None, tmp_path / "direct", dataset=dataset, model=str(tmp_path / "hub"))
+    converted = evaluate(None, tmp_path / "converted_eval", dataset=dataset, model=str(tmp_path / "converted"))
+    assert direct["mIoU"] == converted["mIoU"] and direct["images"] == 4 and direct["checkpoint"] == str(tmp_path / "hub")
+    save_segformer(tmp_path / "ade", reduce_labels=True, labels=4)
+    with pytest.raises(ValueError, match=r"reduce_zero_label=True .* dataset.reduce_zero_label=true"):
+        evaluate(None, tmp_path / "refused", dataset=dataset, model=str(tmp_path / "ade"))
+
+    # fine-tuning on 4 classes from a 5-class checkpoint: all but the classifier keep the published weights
+    save_segformer(tmp_path / "five", labels=5)
+    overrides = tiny_overrides(tiny_demo, tmp_path / "run", "experiment=segformer_b0_finetune",
+                               f"model.init_from={tmp_path / 'five'}", "decoder.decoder_channels=64")
+    module = build_module(compose_train(overrides))
+    report = load_matching(module, tmp_path / "five")
+    assert sorted(k.split(" ")[0] for k in report["other_shape"]) == ["model.decoder.classifier.bias",
+                                                                        "model.decoder.classifier.weight"]
+    assert not report["absent"] and len(report["loaded"]) == len(module.state_dict()) - 2
+    metrics = train(compose_train(overrides))
+    assert metrics["test/mIoU"] > 0 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
