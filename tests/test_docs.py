@@ -12,8 +12,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from tests.helpers import ROOT
 
-SCRIPTS = {"train.py": "train", "evaluate.py": "evaluate", "predict.py": "predict", "export.py": "export"}
-COMMAND = re.compile(r"python3? (train|evaluate|predict|export)\.py((?: +[^ `#|]+)*)")
+SCRIPTS = {"train.py": "train", "evaluate.py": "evaluate", "predict.py": "predict", "export.py": "export",
+           "convert.py": "convert"}
+COMMAND = re.compile(r"python3? (train|evaluate|predict|export|convert)\.py((?: +[^ `#|]+)*)")
 PLACEHOLDER = re.compile(r"<[^>]*>")  # <date>/<time>, <image or folder>
 
 

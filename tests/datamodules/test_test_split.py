@@ -67,3 +67,30 @@ def test_a_run_states_where_its_test_figure_comes_from_and_keeps_its_split(tmp_p
     again = module_for(root, split_dir=str(output / "splits"))  # the partition read back from the run folder
     again.setup("fit")
     assert again.dataset("train").ids == written["train"] and again.dataset("val").ids == written["val"]
+
+
+@pytest.mark.slow
+def test_the_documented_labelme_command_trains_on_a_labelme_export(tmp_path):
+    """docs/data.md's labelme line, verbatim but for the folder and a smoke run's length, on labelme2voc's layout."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, subprocess_env
+
+    root = make_demo_dataset(tmp_path / "labelme_export", splits={"all": 14}, size=32)
+    shutil.rmtree(root / "ImageSets")
+    (root / "SegmentationClass").rename(root / "SegmentationClassPNG")
+    (root / "class_names.txt").write_text("_background_\ncircle\nsquare\ntriangle\n")
+    line = next(line for line in (ROOT / "docs/data.md").read_text().splitlines() if "labelme_export" in line)
+    command = re.search(r"python train\.py .*", line).group(0).replace("/path/to/labelme_export", str(root))
+    arguments = shlex.split(command)[2:] + ["debug=fast", "dataset.crop_size=32", "dataset.num_workers=0"]
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *arguments], cwd=tmp_path, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = next((tmp_path / "outputs").glob("*/*"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test_split"] == "test" and metrics["test_is_selection_split"] is False
+    parts = {p.stem: p.read_text().split() for p in (run / "splits").glob("*.txt")}
+    assert sorted(len(ids) for ids in parts.values()) == [2, 2, 10] and "test mIoU" in result.stdout
