@@ -29,13 +29,14 @@ def header_size(path: Path, kind: str) -> tuple[int, int]:
         raise UnreadableImage(path, error, kind) from error
 
 
-def check_decodable(images: Sequence[Sequence[Path]], masks: Sequence[Path], keep_single_channel: bool) -> None:
+def check_decodable(images: Sequence[Sequence[Path]], masks: Sequence[Path], keep_single_channel: bool,
+                    reader: Callable[..., np.ndarray] = read_mask) -> None:
     """Every image and mask decodes in full (``dataset.check_images=true``): a truncated JPEG passes the header
     check and would otherwise stop training only when first read."""
     for image_paths, mask_path in progress(zip(images, masks), "decode every file", "pair", total=len(masks)):
         for image_path in image_paths:
             read_image(image_path, keep_single_channel)
-        read_mask(mask_path)
+        reader(mask_path)
 
 
 def check_sizes(images: Sequence[Sequence[Path]], masks: Sequence[Path]) -> None:

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .annotations import FORMATS, rasterise_coco, rasterise_labelme
 from .checks import check_decodable, check_mask_values, check_sizes
 from .dataset import VOCSegmentationDataset, read_class_names
 from .layouts import label_ids_layout
 from .layouts import reduce_zero_label as reduce_zero_label_map
 from .leakage import check_leakage
-from .masks import read_mask
+from .masks import colour_table, read_class_colors, read_mask
 from .normalization import Normalization, resolve_normalization
 from .palette import palette_of
 from .sampling import EpochShuffleSampler
@@ -80,11 +81,27 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         label_ids: bool = False,
         prepare: str | None = None,
         palette: str = "voc",
+        class_colors: Sequence[Sequence[int]] | None = None,
+        annotations: str | None = None,
+        annotation_file: str | None = None,
+        mask_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.palette = palette_of(palette)  # the class colours predict.py writes (checkpoints carry the name)
         self.root = Path(root)
+        if annotations is not None:  # COCO or labelme JSON: drawn once into index PNGs, read as any mask from there
+            mask_dir, names = self._rasterise(annotations, annotation_file, mask_cache_dir, image_dir, class_names,
+                                              ignore_index)
+            mask_ext, class_names = ".png", class_names or names
+        colour_file = read_class_colors(self.root) if class_colors is None and self.root.is_dir() else None
+        if colour_file and not class_names and read_class_names(self.root) is None:
+            class_names = colour_file[0]  # CVAT's labelmap.txt names the classes too
+        self.class_colors = [list(c) for c in class_colors] if class_colors is not None else \
+            (colour_file[1] if colour_file else None)
         self.class_names, self.num_classes = self._classes(class_names, num_classes)
+        if self.class_colors is not None and len(self.class_colors) != self.num_classes:
+            raise ValueError(f"{len(self.class_colors)} class colours (dataset.class_colors or {self.root}/"
+                             f"class_colors.txt) for {self.num_classes} classes; give one colour per class, in class order")
         self.backbone, self._statistics = backbone, (mean, std)
         self.crop_size, self.scale_range, self.ignore_index = crop_size, tuple(scale_range), ignore_index
         self.augmentations = list(train_transforms) if train_transforms is not None else None
@@ -105,8 +122,28 @@ class VOCSegmentationDataModule(L.LightningDataModule):
         self.layout = dict(
             image_dir=image_dir, image_dirs=image_dirs, mask_dir=mask_dir, split_dir=split_dir,
             image_ext=image_ext, mask_ext=mask_ext, mask_value_map=mask_value_map, prepare=prepare,
+            colours=colour_table(self.class_colors, self.class_names) if self.class_colors is not None else None,
+            colour_names=self.class_names,
         )
         self.datasets: dict[str, VOCSegmentationDataset] = {}
+
+    def _rasterise(self, kind: str, annotation_file: str | None, cache_dir: str | None, image_dir: str,
+                   class_names: Sequence[str] | None, ignore_index: int) -> tuple[str, list[str]]:
+        """The cache folder of index PNGs for ``kind``'s annotation files, and the class names they define."""
+        if kind not in FORMATS:
+            raise ValueError(f"dataset.annotations={kind!r}: choose one of {', '.join(FORMATS)} (or null for masks)")
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset root {self.root} does not exist; check dataset.root")
+        cache_root = Path(cache_dir) if cache_dir else self.root / ".segmodels_masks"
+        if kind == "coco":
+            if not annotation_file:
+                raise ValueError("dataset.annotations=coco needs dataset.annotation_file=<the COCO JSON, relative to "
+                                 "dataset.root>")
+            folder, names = rasterise_coco(self.root / annotation_file, cache_root, ignore_index)
+        else:
+            folder, names = rasterise_labelme(self.root / image_dir, cache_root, class_names or
+                                              read_class_names(self.root), ignore_index)
+        return str(folder.resolve()), names
 
     def _classes(self, class_names: Sequence[str] | None, num_classes: int | None) -> tuple[list[str], int]:
         from_file = read_class_names(self.root) if not class_names else None
@@ -223,7 +260,7 @@ class VOCSegmentationDataModule(L.LightningDataModule):
     def _classes_in(self, image_id: str) -> set[int]:
         """The classes one training mask holds (ignored pixels aside): so every subset keeps every class it can."""
         path = self.root / self.layout["mask_dir"].format(split=self.splits["train"]) / f"{image_id}{self.layout['mask_ext']}"
-        values = np.unique(read_mask(path, self.layout["mask_value_map"]))
+        values = np.unique(read_mask(path, self.layout["mask_value_map"], self.layout["colours"], self.class_names))
         return {int(v) for v in values if v != self.ignore_index}
 
     def dataset(self, stage: str) -> VOCSegmentationDataset:
@@ -232,8 +269,10 @@ class VOCSegmentationDataModule(L.LightningDataModule):
             dataset = VOCSegmentationDataset(self.root, split, self._transform(stage), ids=self.ids_for(stage), **self.layout)
             check_sizes(dataset.images, dataset.masks)
             if self.check_images:  # a full decode: ~22 s per 10,000 VOC-sized pairs here (README: When things go wrong)
-                check_decodable(dataset.images, dataset.masks, keep_single_channel=len(dataset.image_dirs) > 1)
-            check_mask_values(dataset.masks, self.num_classes, self.ignore_index, dataset.mask_value_map, self.check_samples)
+                check_decodable(dataset.images, dataset.masks, keep_single_channel=len(dataset.image_dirs) > 1,
+                                reader=dataset.mask_reader)
+            check_mask_values(dataset.masks, self.num_classes, self.ignore_index, dataset.mask_value_map, self.check_samples,
+                              reader=dataset.mask_reader)
             self.datasets[stage] = dataset
         return self.datasets[stage]
 

@@ -1,6 +1,7 @@
 """One split of a folder in PASCAL VOC layout: image/mask pairs named by a split file."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -42,8 +43,12 @@ class VOCSegmentationDataset(Dataset):
         mask_value_map: Mapping[int, int] | None = None,
         ids: Sequence[str] | None = None,
         prepare: str | None = None,
+        colours: Mapping[int, int] | None = None,
+        colour_names: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root)
+        # RGB masks: colour code -> class (``masks.colour_table``), with the class names for errors
+        self.mask_reader = partial(read_mask, colours=colours, names=colour_names)
         self.transform = transform
         self.seed = 0  # the base of per-sample augmentation seeds (set by the datamodule)
         self.mask_value_map = dict(mask_value_map) if mask_value_map else None
@@ -84,7 +89,7 @@ class VOCSegmentationDataset(Dataset):
         stacked = len(self.image_dirs) > 1
         channels = [read_image(path, keep_single_channel=stacked) for path in self.images[index]]
         image = channels[0] if len(channels) == 1 else np.concatenate(channels, axis=-1)
-        return image, read_mask(self.masks[index], self.mask_value_map)
+        return image, self.mask_reader(self.masks[index], self.mask_value_map)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         """``key`` is an index, or ``(epoch, index)`` from EpochShuffleSampler: then the augmentation is
@@ -101,7 +106,7 @@ class VOCSegmentationDataset(Dataset):
             image, mask = sample["image"], sample["mask"]
         else:
             image, mask = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask)
-        return {"image": image, "mask": torch.as_tensor(mask)}  # both uint8: see on_after_batch_transfer
+        return {"image": image, "mask": torch.as_tensor(mask)}  # uint8 (16-bit masks: uint16): see on_after_batch_transfer
 
 
 def scan_ids(folder: Path, suffix: str, hint: str = "") -> list[str]:

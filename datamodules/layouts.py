@@ -24,8 +24,17 @@ def label_ids_layout(mask_ext: str, ignore_index: int) -> tuple[str, dict[int, i
     return suffix, {value: table.get(value, ignore_index) for value in range(256)}
 
 
+class ValueMap(dict):
+    """Stored value -> class for the values listed; a value past them (a 16-bit mask's) moves by ``beyond``."""
+
+    beyond = 0
+    keep: int | None = None  # a value never moved (the ignore value)
+
+
 def reduce_zero_label(value_map: Mapping[int, int] | None, ignore_index: int) -> dict[int, int]:
     """mmsegmentation's ``reduce_zero_label`` after ``value_map``: 0 ("other", ADE20K) is ignored, every other class
-    moves down by one, ``ignore_index`` stays."""
+    moves down by one, ``ignore_index`` stays (16-bit masks too: values past 255 move down by one)."""
     mapped = {v: (value_map or {}).get(v, v) for v in range(256)}
-    return {v: ignore_index if m in (0, ignore_index) else m - 1 for v, m in mapped.items()}
+    reduced = ValueMap({v: ignore_index if m in (0, ignore_index) else m - 1 for v, m in mapped.items()})
+    reduced.beyond, reduced.keep = -1, ignore_index
+    return reduced

@@ -26,7 +26,7 @@ from .checks import check_mask_values, check_sizes, evenly_spaced
 from .dataset import VOCSegmentationDataset, read_class_names
 from .images import image_size
 from .leakage import leaked_pairs
-from .masks import read_mask
+from .masks import colour_table, read_class_colors, read_mask
 from .progress import progress
 
 
@@ -37,16 +37,17 @@ def median_frequency_weights(pixels: np.ndarray, image_pixels: np.ndarray) -> li
     return [float(median / f) if f > 0 else 0.0 for f in frequency]
 
 
-def class_statistics(masks: list[Path], num_classes: int, ignore_index: int, value_map=None, limit: int | None = None) -> dict:
+def class_statistics(masks: list[Path], num_classes: int, ignore_index: int, value_map=None, limit: int | None = None,
+                     reader=read_mask) -> dict:
     pixels = np.zeros(num_classes, dtype=np.int64)
     image_pixels = np.zeros(num_classes, dtype=np.int64)
     ignored = total = 0
     for index in progress(evenly_spaced(len(masks), limit), "class statistics", "mask"):
-        mask = read_mask(masks[index], value_map)
-        counts = np.bincount(mask.ravel(), minlength=256)
+        mask = reader(masks[index], value_map)
+        counts = np.bincount(mask.ravel(), minlength=max(256, num_classes, ignore_index + 1))
         pixels += counts[:num_classes]
         image_pixels += np.where(counts[:num_classes] > 0, mask.size, 0)
-        ignored += int(counts[ignore_index]) if ignore_index < 256 else 0
+        ignored += int(counts[ignore_index])
         total += mask.size
     return {"pixels": pixels, "image_pixels": image_pixels, "ignored": ignored, "total": total}
 
@@ -75,12 +76,14 @@ def channel_statistics(dataset: VOCSegmentationDataset, limit: int | None = None
 
 
 def summarize(root: Path, args: argparse.Namespace) -> dict:
-    class_names = read_class_names(root)
+    colour_file = read_class_colors(root)  # RGB masks in the dataset's own colours (class_colors.txt, labelmap.txt)
+    class_names = read_class_names(root) or (colour_file[0] if colour_file else None)
     num_classes = args.num_classes or (len(class_names) if class_names else None)
     report: dict = {"root": str(root), "splits": {}, "roles": {"train": "train", "val": "val", "test": "test"},
                     "problems": [], "notes": []}
     layout = dict(image_dir=args.image_dir, mask_dir=args.mask_dir, split_dir=args.split_dir,
-                  image_ext=args.image_ext, mask_ext=args.mask_ext)
+                  image_ext=args.image_ext, mask_ext=args.mask_ext,
+                  colours=colour_table(colour_file[1], colour_file[0]) if colour_file else None, colour_names=class_names)
     datasets = {}
     splits = args.splits or ["train", "val", "test"]
     for split in splits:
@@ -117,14 +120,15 @@ def summarize(root: Path, args: argparse.Namespace) -> dict:
     first = datasets.get(splits[0])
     if first is not None:
         if num_classes is None:  # no class_names.txt: the largest class value seen
-            seen = set().union(*(np.unique(read_mask(first.masks[i])).tolist() for i in evenly_spaced(len(first), 200)))
+            seen = set().union(*(np.unique(first.mask_reader(first.masks[i])).tolist()
+                                 for i in evenly_spaced(len(first), 200)))
             num_classes = max(seen - {args.ignore_index}, default=0) + 1
         names = class_names or [f"class_{i}" for i in range(num_classes)]
         try:
-            check_mask_values(first.masks, num_classes, args.ignore_index, limit=args.sample)
+            check_mask_values(first.masks, num_classes, args.ignore_index, limit=args.sample, reader=first.mask_reader)
         except ValueError as error:
             report["problems"].append(f"{splits[0]}: {error}")
-        stats = class_statistics(first.masks, num_classes, args.ignore_index, limit=args.sample)
+        stats = class_statistics(first.masks, num_classes, args.ignore_index, limit=args.sample, reader=first.mask_reader)
         labelled = max(1, stats["total"] - stats["ignored"])
         report["class_frequency"] = {name: float(p / labelled) for name, p in zip(names, stats["pixels"])}
         report["ignored_fraction"] = stats["ignored"] / max(1, stats["total"])

@@ -28,25 +28,32 @@ def write_confusion_csv(path: Path, confusion: list[list[int]], class_names: lis
             writer.writerow([name, *row])
 
 
+TEXT_LIMIT, TICK_LIMIT, MAX_INCHES = 40, 200, 30.0  # the confusion matrix's cell numbers, class names and size
+
+
 def plot_confusion(path: Path, confusion: list[list[int]], class_names: list[str], counts: bool = False) -> Figure:
     """Rows are the target classes, each normalised to its share; every cell prints its share in percent (and its
-    pixel count with ``counts``), in white on dark cells, as scikit-learn's ConfusionMatrixDisplay does."""
+    pixel count with ``counts``), in white on dark cells, as scikit-learn's ConfusionMatrixDisplay does. Past
+    ``TEXT_LIMIT`` classes the cells are colour only and the figure stops growing (ADE20K's 150 classes would print
+    22,500 numbers nobody can read, and a 300-class matrix took minutes to draw); confusion_matrix.csv keeps them."""
     pixels = np.asarray(confusion, dtype=float)
     rows = pixels / np.maximum(pixels.sum(axis=1, keepdims=True), 1)  # share of each true class
     classes = len(class_names)
     cell = 0.55 if counts else 0.45
-    size = max(4.5, cell * classes + 2.5)
+    size = min(MAX_INCHES, max(4.5, cell * classes + 2.5))
     figure, axis = new_figure(figsize=(size, size))
     image = axis.imshow(rows, cmap="Blues", vmin=0, vmax=1)
     text_size = max(4.0, min(9.0, 110 / max(classes, 1)))
-    for target in range(classes):
-        for predicted in range(classes):
+    written = range(classes) if classes <= TEXT_LIMIT else range(0)
+    for target in written:
+        for predicted in written:
             share = rows[target, predicted]
             label = f"{100 * share:.1f}" + (f"\n{int(pixels[target, predicted]):,}" if counts else "")
             axis.text(predicted, target, label, ha="center", va="center", fontsize=text_size,
                       color="white" if share > 0.5 else "black")
-    axis.set_xticks(range(classes), class_names, rotation=90)
-    axis.set_yticks(range(classes), class_names)
+    if classes <= TICK_LIMIT:
+        axis.set_xticks(range(classes), class_names, rotation=90, fontsize=min(10.0, 900 / max(classes, 1)))
+        axis.set_yticks(range(classes), class_names, fontsize=min(10.0, 900 / max(classes, 1)))
     axis.set_xlabel("predicted class")
     axis.set_ylabel("target class")
     axis.set_title("confusion matrix\n(% of each target class's pixels)", fontsize=10)
@@ -59,9 +66,9 @@ def plot_confusion(path: Path, confusion: list[list[int]], class_names: list[str
 def plot_iou(path: Path, iou: dict[str, float]) -> None:
     names = list(iou)
     values = [0.0 if v != v else 100 * v for v in iou.values()]
-    figure, axis = new_figure(figsize=(max(4.0, 0.4 * len(names) + 2), 4))
+    figure, axis = new_figure(figsize=(min(MAX_INCHES * 2, max(4.0, 0.4 * len(names) + 2)), 4))
     axis.bar(range(len(names)), values, color="tab:blue")
-    axis.set_xticks(range(len(names)), names, rotation=90)
+    axis.set_xticks(range(len(names)), names, rotation=90, fontsize=min(10.0, 1800 / max(len(names), 1)))
     axis.set_ylabel("IoU (%)")
     axis.set_ylim(0, 100)
     finite = [v for v in iou.values() if v == v]

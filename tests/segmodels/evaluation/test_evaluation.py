@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,6 +81,9 @@ def test_the_confusion_matrix_prints_each_cells_share_and_on_request_its_count(t
     figure = plot_confusion(tmp_path / "c.png", confusion, ["background", "thing"], counts=True)
     assert [t.get_text() for t in figure.axes[0].texts] == ["90.0\n90", "10.0\n10", "25.0\n5", "75.0\n15"]
     assert figure.axes[0].get_title() == "confusion matrix\n(% of each target class's pixels)"
+    many = np.eye(150, dtype=int) * 10  # ADE20K's count: colour only, and a figure that stops growing
+    figure = plot_confusion(tmp_path / "c.png", many.tolist(), [f"c{i}" for i in range(150)])
+    assert not figure.axes[0].texts and max(figure.get_size_inches()) <= 30
 
 
 def test_per_image_confusions_in_one_bincount_equal_one_per_image():
