@@ -16,3 +16,11 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_inherit_docstrings = False  # Lightning's own docstrings use its Sphinx extensions
+
+
+def setup(app):
+    """reference.md from conf/ before the pages are read (docs/reference.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reference import write
+
+    app.connect("builder-inited", lambda app: write(Path(__file__).resolve().parent / "reference.md"))
