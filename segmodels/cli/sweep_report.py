@@ -142,14 +142,17 @@ def write_groups(sweep: Path, groups: list[dict], baseline: str | None) -> None:
 
 
 def plot_groups(sweep: Path, groups: list[dict], failed: int) -> None:
-    """Test mIoU per group with its 95% confidence interval over seeds (no bar where n = 1)."""
-    figure, axis = new_figure(figsize=(max(4.0, 0.9 * len(groups) + 2), 4))
+    """Test mIoU per group with its 95% confidence interval over seeds (no bar where n = 1): horizontal bars, so
+    long group names sit on their own rows instead of overlapping under the bars."""
+    longest = max((len(g["group"]) for g in groups), default=10)
+    figure, axis = new_figure(figsize=(min(16.0, 4.0 + 0.065 * longest), max(2.5, 0.45 * len(groups) + 1.5)))
     means = [100 * g["test mIoU mean"] for g in groups]
     errors = [[0 if g["n"] < 2 else 100 * (g["test mIoU mean"] - g["test mIoU ci_low"]) for g in groups],
               [0 if g["n"] < 2 else 100 * (g["test mIoU ci_high"] - g["test mIoU mean"]) for g in groups]]
-    axis.bar(range(len(groups)), means, yerr=errors, capsize=4, color="tab:blue")
-    axis.set_xticks(range(len(groups)), [g["group"].replace(" ", "\n") + f"\n(n={g['n']})" for g in groups], fontsize=7)
-    axis.set_ylabel("test mIoU (%), mean and 95% CI")
+    axis.barh(range(len(groups)), means, xerr=errors, capsize=4, color="tab:blue")
+    axis.set_yticks(range(len(groups)), [f"{g['group']} (n={g['n']})" for g in groups], fontsize=8)
+    axis.invert_yaxis()  # the report's order, top to bottom
+    axis.set_xlabel("test mIoU (%), mean and 95% CI")
     axis.set_title(f"{sweep.name}: {sum(g['n'] for g in groups)} jobs in {len(groups)} groups"
                    + (f", {failed} failed" if failed else ""), fontsize=9)
     figure.tight_layout()
@@ -198,8 +201,11 @@ def write_report(sweep: Path, baseline: str | None = None) -> list[dict]:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows({c: cell(r.get(c)) for c in COLUMNS} for r in rows)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in COLUMNS) + " |" for r in rows]
+    # report.md in one unit, percent, as its group table (report.csv keeps train.py's fractions)
+    headers = [f"{c} (%)" if c in SCORES else c for c in COLUMNS]
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(COLUMNS)]
+    lines += ["| " + " | ".join(percent(r.get(c), float("nan"), float("nan")) if c in SCORES and r.get(c) is not None
+                                 else cell(r.get(c)) for c in COLUMNS) + " |" for r in rows]
     (sweep / "report.md").write_text("\n".join(lines) + "\n")
     groups = summarize_groups(rows)
     write_groups(sweep, groups, baseline)

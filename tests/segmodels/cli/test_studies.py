@@ -84,6 +84,7 @@ def test_sweep_report_gives_error_bars_over_seeds_and_a_learning_curve(tmp_path)
     assert row["test mIoU ci_high"] - row["test mIoU mean"] == pytest.approx(4.302652729911275 * 0.02 / 3 ** 0.5)
     assert groups["backbone.name=b dataset.train_fraction=1.0"]["n"] == 3  # the failed job counts in no mean
     assert "| backbone.name=a dataset.train_fraction=0.25 | 3 |" in (tmp_path / "report.md").read_text()
+    assert "| best val mIoU (%) | test mIoU (%) |" in (tmp_path / "report.md").read_text()  # one unit
     for picture in ("report.png", "learning_curve.png"):
         assert (tmp_path / picture).read_bytes()[:4] == b"\x89PNG"
 
