@@ -1,6 +1,7 @@
 """Quality against cost: each run of a sweep as test mIoU against forward GFLOPs and parameters, one point a decoder.
 
-    python train.py -m decoder=unet,att_unet,segnet,fcn8s,fcn16s,fcn32s,deeplabv3,deeplabv3plus,fpn,upernet,segformer,pspnet,linear hydra.sweep.dir=multirun/decoders
+    python train.py -m decoder=unet,att_unet,segnet,fcn8s,fcn16s,fcn32s,deeplabv3,deeplabv3plus,fpn,upernet,segformer,\
+pspnet,linear hydra.sweep.dir=multirun/decoders
     python benchmarks/quality_cost.py multirun/decoders --out docs/images/quality_cost.png
 
 GFLOPs are counted at ``--size`` (512) with ``--classes`` (21) on the meta device (model_cost.py's ``cost``), so the

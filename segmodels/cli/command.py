@@ -1,4 +1,4 @@
-"""One command name: ``segmodels train|evaluate|predict|export|convert|compare|report|summary ...``.
+"""One command name: ``segmodels train|evaluate|predict|export|convert|compare|report|summary|search ...``.
 
 The Hydra-composed commands run the checkout's own scripts (``train.py`` ...) as ``python <script>`` would, with the
 same overrides, run folder and log names; the others call their module's ``main`` with the remaining arguments.
@@ -11,7 +11,7 @@ from typing import Callable
 
 from datamodules import summary
 
-from . import compare, sweep_report
+from . import compare, search, sweep_report
 from .provenance import CHECKOUT
 
 SCRIPTS = ("train", "evaluate", "predict", "export", "convert")  # python <name>.py <overrides>, Hydra-composed
@@ -19,6 +19,7 @@ MODULES: dict[str, Callable[[list[str]], object]] = {
     "compare": compare.main,         # python -m segmodels.cli.compare <A> <B>
     "report": sweep_report.main,     # python -m segmodels.cli.sweep_report <sweep folder>
     "summary": summary.main,         # python -m datamodules.summary <dataset root>
+    "search": search.main,           # python -m segmodels.cli.search <folder> --trials N <overrides>
 }
 USAGE = (f"usage: segmodels {{{','.join((*SCRIPTS, *MODULES))}}} [arguments]\n"
          f"  segmodels train backbone=resnet50 decoder=att_unet     (python train.py's overrides)\n"

@@ -68,7 +68,18 @@ def test_ddp_spawn_runs_multi_process_jobs_inside_a_sweep(tiny_demo, tmp_path):
         assert per_class and abs(metrics["test/mIoU"] - sum(per_class) / len(per_class)) < 1e-6
 
 
+def hydra_optuna_sweeper_installed() -> bool:
+    """Hydra's sweeper (the [optuna] extra) needs optuna < 3; the test environment has a current Optuna instead."""
+    try:
+        import hydra_plugins.hydra_optuna_sweeper  # noqa: F401
+        import optuna
+    except ImportError:
+        return False
+    return int(optuna.__version__.split(".")[0]) < 3
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not hydra_optuna_sweeper_installed(), reason="pip install -e '.[optuna]' (optuna < 3) for this path")
 def test_optuna_search_runs_two_trials_and_reports_the_best(tiny_demo, tmp_path):
     result = run(["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "backbone=resnet18", "backbone.pretrained=false",
                   f"dataset.root={tiny_demo}", *SMALL, "dataset.batch_size=4", "trainer.max_epochs=1"], tmp_path)
@@ -89,6 +100,26 @@ def test_optuna_search_runs_two_trials_and_reports_the_best(tiny_demo, tmp_path)
 
     study = optuna.load_study(study_name="resnet18_unet", storage=f"sqlite:///{sweep / 'optuna.db'}")
     assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+@pytest.mark.slow
+def test_search_on_a_current_optuna_runs_trials_keeps_its_study_and_resumes(tiny_demo, tmp_path):
+    import optuna
+
+    from segmodels.cli.search import main
+
+    assert int(optuna.__version__.split(".")[0]) >= 4
+    overrides = ["backbone=resnet18", "backbone.pretrained=false", f"dataset.root={tiny_demo}", *SMALL,
+                 "dataset.batch_size=4", "trainer.max_epochs=1", "debug=fast", "optimizer.weight_decay=0.01"]
+    result = main([str(tmp_path / "search"), "--trials", "2", *overrides, "optimizer.lr=tag(log, interval(1e-4, 1e-2))"])
+    trials = [json.loads((tmp_path / "search" / str(i) / "metrics.json").read_text()) for i in (0, 1)]
+    assert result["best_value"] == pytest.approx(max(t["best/val/mIoU"] for t in trials))
+    assert set(result["best_params"]) == {"optimizer.lr", "callbacks.freeze.unfreeze_at_epoch"}  # weight decay fixed
+    sampled = [yaml.safe_load((tmp_path / "search" / str(i) / "config.yaml").read_text())["optimizer"] for i in (0, 1)]
+    assert sampled[0]["lr"] != sampled[1]["lr"] and sampled[0]["weight_decay"] == 0.01
+    assert 1e-4 <= sampled[0]["lr"] <= 1e-2
+    resumed = main([str(tmp_path / "search"), "--trials", "1", *overrides])  # the study in optuna.db goes on
+    assert resumed["trials"] == 3 and (tmp_path / "search" / "2" / "metrics.json").is_file()
 
 
 def test_slurm_launcher_asks_for_one_task_per_gpu():
