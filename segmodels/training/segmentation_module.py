@@ -10,11 +10,10 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from datamodules.normalization import Normalization
 from segmodels.deprecation import warn_renamed
-from segmodels.evaluation.metrics import SegmentationScores, confusion_per_image, format_iou_table, scores_from_confusion
+from segmodels.evaluation.metrics import SegmentationScores, confusion_per_image, format_iou_table
 from segmodels.evaluation.pictures import prediction_grid
 from segmodels.evaluation.report import SUMMARY_SCORES, scores_report
 from segmodels.io.checkpoint_reader import check_safe, open_checkpoint, portable_hyperparameters
@@ -89,7 +88,9 @@ class SegmentationModule(L.LightningModule):
             log.info("decoder '%s' trains with its own set loss; loss=%s scores only val/loss and test/loss",
                      decoder, options.get("name"))
         self.criterion = build_loss(options.pop("name"), ignore_index, class_weights, **options)
-        self.val_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)
+        # one metric path: validation, test and evaluate.py accumulate the same SegmentationScores, so their mIoU can
+        # never disagree on the same images
+        self.val_scores_metric = SegmentationScores(num_classes, ignore_index)
         self.test_scores_metric = SegmentationScores(num_classes, ignore_index)  # evaluate.py's, at one scale
         self.test_scores: dict[str, Any] = {}
         # (images, C, C) confusion counts of each test image, in the loader's order: what a paired bootstrap between
@@ -222,16 +223,11 @@ class SegmentationModule(L.LightningModule):
         fraction = self.trainer.global_step / total if total and total != float("inf") else 0.0
         self.model.set_progress(min(1.0, fraction))  # a decoder's own schedule (EoMT's mask annealing)
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], confusion: MulticlassConfusionMatrix, stage: str):
-        logits = self(batch["image"])
-        loss = self.criterion(logits, batch["mask"])
-        predictions = logits.argmax(dim=1)
-        confusion.update(predictions, batch["mask"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
-        return predictions
-
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        predictions = self._evaluate(batch, self.val_confusion, "val")
+        logits = self(batch["image"])
+        self.log("val/loss", self.criterion(logits, batch["mask"]), on_epoch=True, sync_dist=True, batch_size=len(logits))
+        self.val_scores_metric.update(logits.float().softmax(dim=1), batch["mask"])
+        predictions = logits.argmax(dim=1)
         if batch_idx == 0 and self.hparams.log_images:
             k = self.hparams.log_images
             self._preview = (batch["image"][:k], batch["mask"][:k], predictions[:k])
@@ -255,8 +251,8 @@ class SegmentationModule(L.LightningModule):
         return scores
 
     def on_validation_epoch_end(self) -> None:
-        self._log_scores(scores_from_confusion(self.val_confusion.compute()), "val")
-        self.val_confusion.reset()
+        self._log_scores(self.val_scores_metric.compute(), "val")
+        self.val_scores_metric.reset()
         experiment = getattr(self.logger, "experiment", None)
         if self._preview is not None and hasattr(experiment, "add_image") and not self.trainer.sanity_checking:
             grid = prediction_grid(*self._preview, self.mean, self.std)

@@ -276,3 +276,20 @@ def test_a_plain_trainer_freezes_as_train_py_does_unless_given_its_own_schedule(
     before = backbone(never)
     fit(never, 1)
     assert any(not torch.equal(before[k], v) for k, v in backbone(never).items())
+
+
+def test_validation_and_test_score_the_same_images_alike(tiny_demo):
+    """One metric path: validating and testing on one split give the same mIoU to the last bit."""
+    import lightning as L
+
+    from datamodules import DemoSegmentationDataModule
+    from segmodels import SegmentationModule
+
+    module = SegmentationModule(backbone="resnet18", decoder="unet", num_classes=4, pretrained=False).eval()
+    data = DemoSegmentationDataModule(str(tiny_demo), backbone="resnet18", num_workers=0, test_split="val")
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, accelerator="cpu")
+    validated = trainer.validate(module, datamodule=data, verbose=False)[0]
+    trainer.test(module, datamodule=data, verbose=False)
+    assert isinstance(module.val_scores_metric, type(module.test_scores_metric))
+    logged = torch.tensor(module.test_scores["mIoU"], dtype=torch.float64).float().item()  # logging stores float32
+    assert validated["val/mIoU"] == logged and validated["val/mIoU"] > 0
