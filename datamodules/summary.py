@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .annotations import FORMATS, rasterise_coco, rasterise_labelme
 from .checks import check_mask_values, check_sizes, evenly_spaced
 from .dataset import VOCSegmentationDataset, read_class_names
 from .images import image_size
@@ -84,8 +85,30 @@ def summarize(root: Path, args: argparse.Namespace) -> dict:
     layout = dict(image_dir=args.image_dir, mask_dir=args.mask_dir, split_dir=args.split_dir,
                   image_ext=args.image_ext, mask_ext=args.mask_ext,
                   colours=colour_table(colour_file[1], colour_file[0]) if colour_file else None, colour_names=class_names)
+    if getattr(args, "annotations", None):  # COCO or labelme JSON: drawn once, as train.py draws them
+        cache_root = root / ".segmodels_masks"
+        if args.annotations == "coco":
+            folder, names = rasterise_coco(root / (args.annotation_file or ""), cache_root, args.ignore_index)
+        else:
+            folder, names = rasterise_labelme(root / args.image_dir, cache_root, class_names, args.ignore_index)
+        layout.update(mask_dir=str(folder.resolve()), mask_ext=".png")
+        class_names = class_names or names
+        num_classes = args.num_classes or len(class_names)
     datasets = {}
     splits = args.splits or ["train", "val", "test"]
+    if args.splits is None and args.split_dir and not (root / args.split_dir / "train.txt").is_file():
+        # a labelme/CVAT export or a plain folder of pairs: every mask, one group; train.py splits it by fractions
+        mask_dir = Path(root / layout["mask_dir"])
+        ids = sorted(p.name[: -len(layout["mask_ext"])] for p in mask_dir.glob(f"*{layout['mask_ext']}"))
+        report["roles"] = {"train": "split_fractions", "val": "split_fractions", "test": "split_fractions"}
+        report["notes"].append(f"no split files in {root / args.split_dir}: {len(ids)} masks read as one group 'all'; "
+                               f"train.py needs dataset.split_fractions='{{train: 0.7, val: 0.15, test: 0.15}}' (a seeded "
+                               f"partition it writes to <run>/splits)")
+        try:
+            datasets["all"] = VOCSegmentationDataset(root, "all", ids=ids, **{**layout, "split_dir": None})
+        except (FileNotFoundError, ValueError) as error:
+            report["problems"].append(str(error))
+        splits = []
     for split in splits:
         missing = root / args.split_dir / "test.txt" if args.split_dir else root / args.image_dir.format(split="test")
         if args.splits is None and split == "test" and not missing.exists():
@@ -117,7 +140,8 @@ def summarize(root: Path, args: argparse.Namespace) -> dict:
     for split, train_file, twin in leaked_pairs({name: d.images for name, d in datasets.items()}):
         report["problems"].append(f"{split}: {twin.name} is byte-identical to train's {train_file.name} (leakage: "
                                   f"remove one of the pair from its split file)")
-    first = datasets.get(splits[0])
+    first = next(iter(datasets.values()), None) if not splits else datasets.get(splits[0])
+    first_name = next(iter(datasets), "all") if not splits else splits[0]
     if first is not None:
         if num_classes is None:  # no class_names.txt: the largest class value seen
             seen = set().union(*(np.unique(first.mask_reader(first.masks[i])).tolist()
@@ -127,7 +151,7 @@ def summarize(root: Path, args: argparse.Namespace) -> dict:
         try:
             check_mask_values(first.masks, num_classes, args.ignore_index, limit=args.sample, reader=first.mask_reader)
         except ValueError as error:
-            report["problems"].append(f"{splits[0]}: {error}")
+            report["problems"].append(f"{first_name}: {error}")
         stats = class_statistics(first.masks, num_classes, args.ignore_index, limit=args.sample, reader=first.mask_reader)
         labelled = max(1, stats["total"] - stats["ignored"])
         report["class_frequency"] = {name: float(p / labelled) for name, p in zip(names, stats["pixels"])}
@@ -192,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--class-weights", action="store_true")
     parser.add_argument("--channel-stats", action="store_true",
                         help="per-channel mean and std of the first split's images (dataset.mean/std to pass)")
+    parser.add_argument("--annotations", choices=FORMATS, help="masks drawn from COCO or labelme JSON (dataset.annotations)")
+    parser.add_argument("--annotation-file", help="--annotations coco: the COCO JSON, relative to the root")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     args.split_dir = None if args.split_dir.lower() == "none" else args.split_dir

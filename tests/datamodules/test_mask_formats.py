@@ -28,6 +28,14 @@ def demo_pairs(tmp_path, name: str):
     return root, {stem: np.where(mask == 255, 0, mask) for stem, mask in masks.items()}  # the outlines as background
 
 
+def summary_of(root, *options: str) -> dict:
+    """python -m datamodules.summary on the folder, its report read back from --json."""
+    from datamodules.summary import main
+
+    assert main([str(root), "--json", str(root.parent / "summary.json"), *options]) == 0
+    return json.loads((root.parent / "summary.json").read_text())
+
+
 def trains(root, *overrides: str) -> dict:
     from segmodels.cli.train import train
 
@@ -48,6 +56,7 @@ def test_colour_masks_in_the_datasets_own_colours(tmp_path):
     assert np.array_equal(data.dataset("train").read(data.dataset("train").ids.index(stem))[1], masks[stem])
     metrics = trains(root)
     assert metrics["test/mIoU"] > 0 and len(metrics["test/confusion"]) == 4
+    assert summary_of(root, "--class-weights")["class_weights"][0] > 0  # the summary reads the colours too
 
     # a colour in no class: named with the file and the nearest class
     painted = np.array(Image.open(root / "SegmentationClass" / f"{stem}.png"))
@@ -128,6 +137,9 @@ def test_coco_json_is_drawn_once_and_trains(tmp_path):
     assert (cache / f"{stem}.png").stat().st_mtime_ns == stamp  # drawn once, read from the cache after
     metrics = trains(root, "dataset.annotations=coco", "dataset.annotation_file=annotations.json")
     assert list(metrics["test/iou"]) == ["background", "square", "circle", "triangle"]
+    report = summary_of(root, "--annotations", "coco", "--annotation-file", "annotations.json", "--class-weights")
+    assert list(report["class_frequency"]) == ["background", "square", "circle", "triangle"]
+    assert report["splits"]["all"]["images"] == 12 and report["roles"]["test"] == "split_fractions"
 
 
 @pytest.mark.slow
