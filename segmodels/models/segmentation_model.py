@@ -51,7 +51,8 @@ class SegmentationModel(nn.Module):
         levels = self.as_list(levels)
         multiple = self.backbone.pad_multiple
         padded = (height + -height % multiple, width + -width % multiple)
-        logits = self.decoder(levels)
+        # a decoder that combines at the input's size itself (mask classification: ``takes_size``) is given it
+        logits = self.decoder(levels, size=padded) if getattr(self.decoder, "takes_size", False) else self.decoder(levels)
         if logits.shape[-2:] != padded or torch.onnx.is_in_onnx_export():  # exported for every size
             logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
         return logits[..., :height, :width] if multiple > 1 else logits

@@ -11,12 +11,14 @@ after every layer a shared head predicts (decoder LayerNorm) class logits over `
 as the dot product of a 3-layer MLP of the query with the mask features.
 
 Training: the decoder owns its loss (``mask_loss``: Hungarian matching, class + mask + dice, deep supervision on all
-10 prediction sets). Inference: ``semantic_scores`` at stride 4, returned as their logarithm so that the softmax every
-evaluator applies gives them back normalised per pixel (the argmax is the paper's).
+10 prediction sets). Inference as the paper's: each query's mask logits are resized to the input first, then
+combined into ``semantic_scores``, returned as their logarithm so that the softmax every evaluator applies gives them
+back normalised per pixel. The pixel decoder runs in float32 with autocast off, as the reference's does (bf16
+training leaves it alone). Initialisation as the reference's: level embeddings N(0, 1), input projections and the
+transformer decoder's attention and FFN weights Xavier-uniform.
 
-Deliberate differences: the semantic scores are combined at stride 4 and the model resizes the (log) scores to the
-input, where the paper resizes each query's mask logits to the image first (the same map up to interpolation, at
-1/queries of the memory); no padding masks (inputs are never padded inside a batch here).
+Deliberate differences: the input projections have no bias (GroupNorm follows, which removes a bias anyway; kept
+so that earlier checkpoints load); no padding masks (inputs are never padded inside a batch here).
 """
 from __future__ import annotations
 
@@ -33,6 +35,13 @@ from .pixel_decoder import PixelDecoder
 from .registry import ANY_PYRAMID, DECODERS
 
 
+def xavier(module: nn.Module) -> None:
+    """Xavier-uniform for every weight matrix, as the reference's decoder layers (``_reset_parameters``)."""
+    for parameter in module.parameters():
+        if parameter.dim() > 1:
+            nn.init.xavier_uniform_(parameter)
+
+
 class AttentionLayer(nn.Module):
     """Multi-head attention + residual + LayerNorm (post-norm); queries and keys carry their position embeddings."""
 
@@ -41,6 +50,7 @@ class AttentionLayer(nn.Module):
         self.attention = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(dropout)
+        xavier(self)
 
     def forward(self, x: torch.Tensor, position: torch.Tensor, memory: torch.Tensor, memory_position: torch.Tensor,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -55,6 +65,7 @@ class FeedForward(nn.Module):
                                  nn.Linear(hidden, width))
         self.norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(dropout)
+        xavier(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x + self.dropout(self.net(x)))

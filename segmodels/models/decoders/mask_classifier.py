@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .mask_loss import MaskClassificationLoss, MaskPredictions, semantic_scores
@@ -21,9 +22,17 @@ class MaskClassifier(nn.Module):
     def sets(self, levels: list[torch.Tensor]) -> list[MaskPredictions]:
         raise NotImplementedError
 
-    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
-        """(N, num_classes, h, w) log semantic scores at the mask features' stride."""
-        return semantic_scores(self.sets(levels)[-1]).clamp(min=1e-8).log()
+    takes_size = True  # the decoder contract: forward(levels, size) gets the (padded) input size
+
+    def forward(self, levels: list[torch.Tensor], size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(N, num_classes, H, W) log semantic scores: as Mask2Former's and EoMT's inference, each query's mask logits
+        are resized to ``size`` (the input's) first and combined there; without ``size``, at the mask features'
+        stride."""
+        prediction = self.sets(levels)[-1]
+        if size is not None:
+            masks = F.interpolate(prediction.masks.float(), size=size, mode="bilinear", align_corners=False)
+            prediction = MaskPredictions(prediction.classes, masks)
+        return semantic_scores(prediction).clamp(min=1e-8).log()
 
     def loss(self, levels: list[torch.Tensor], labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
         predictions = self.sets(levels)

@@ -63,7 +63,9 @@ class PixelDecoder(nn.Module):
         encoded = (self.levels[1:] or self.levels)[::-1]  # coarsest first, as Mask2Former orders them; one level: both
         self.encoded = encoded
         self.project = nn.ModuleList(conv_norm(channels[i], width, 1) for i in encoded)
-        self.level_embedding = nn.Parameter(torch.randn(len(encoded), width) * 0.02)
+        for projection in self.project:  # the reference's input projections: Xavier-uniform
+            nn.init.xavier_uniform_(projection[0].weight)
+        self.level_embedding = nn.Parameter(torch.randn(len(encoded), width))  # N(0, 1), as the reference's
         self.encoder = nn.ModuleList(EncoderLayer(width, len(encoded), heads, points, feedforward, dropout)
                                      for _ in range(layers))
         self.lateral = conv_norm(channels[self.levels[0]], width, 1)
@@ -73,6 +75,13 @@ class PixelDecoder(nn.Module):
         nn.init.zeros_(self.mask_features.bias)
 
     def forward(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Mask features and the refined levels, in float32 with autocast off whatever the trainer's precision (the
+        reference's ``@autocast(enabled=False)``: deformable attention's sampling is fragile in half precision)."""
+        device = next(level for level in levels if level is not None).device.type
+        with torch.autocast(device_type=device, enabled=False):
+            return self.encode([None if level is None else level.float() for level in levels])
+
+    def encode(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         maps = [project(levels[i]) for project, i in zip(self.project, self.encoded)]
         shapes = [tuple(m.shape[-2:]) for m in maps]
         tokens = torch.cat([m.flatten(2).transpose(1, 2) for m in maps], 1)

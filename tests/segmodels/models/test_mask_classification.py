@@ -244,3 +244,31 @@ def test_bad_settings_are_refused_naming_the_option_and_the_fix(tmp_path):
     with pytest.raises(ValueError, match=r"dataset.label_ids=true: no label-id table is known for masks '\*.png'.*"
                                          "dataset.mask_value_map"):
         VOCSegmentationDataModule(str(tmp_path), num_classes=3, backbone="resnet18", label_ids=True)
+
+
+@pytest.mark.parametrize("decoder, backbone, options, kwargs", [
+    ("mask2former", "resnet18", None, SMALL_M2F), ("eomt", "vit_small_patch16_224", VIT, SMALL_EOMT)])
+def test_inference_resizes_each_querys_mask_to_the_input_before_combining(decoder, backbone, options, kwargs):
+    """As Mask2Former's and EoMT's references: masks to the image first, then class x mask summed over queries."""
+    torch.manual_seed(0)
+    model = build_model(backbone, decoder, 3, pretrained=False, backbone_kwargs=options, decoder_kwargs=kwargs).eval()
+    x = torch.randn(1, 3, 67, 71)
+    with torch.no_grad():
+        ours = model(x)
+        padded = model.pad(x)
+        final = model.decoder.sets(model.backbone(padded))[-1]
+        masks = torch.nn.functional.interpolate(final.masks, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+        by_hand = semantic_scores(MaskPredictions(final.classes, masks)).clamp(min=1e-8).log()[..., :67, :71]
+        combined_first = torch.nn.functional.interpolate(semantic_scores(final), size=padded.shape[-2:],
+                                                         mode="bilinear", align_corners=False)[..., :67, :71]
+    assert ours.shape == (1, 3, 67, 71) and torch.allclose(ours, by_hand, atol=1e-6)
+    assert not torch.allclose(ours.exp(), combined_first, atol=1e-4)  # the order matters
+
+
+def test_the_pixel_decoder_runs_in_float32_under_bf16_autocast():
+    model = build_model("resnet18", "mask2former", 3, pretrained=False, decoder_kwargs=SMALL_M2F).eval()
+    levels = model.backbone(torch.randn(1, 3, 64, 64))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features, refined = model.decoder.pixel_decoder([level.bfloat16() for level in levels])
+    assert features.dtype == torch.float32 and all(level.dtype == torch.float32 for level in refined)
+    assert float(model.decoder.pixel_decoder.level_embedding.std()) > 0.5  # N(0, 1), the reference's
