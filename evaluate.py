@@ -6,6 +6,7 @@ own run folder (outputs/evaluate/<date>/<time>, or hydra.run.dir=...). See segmo
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from segmodels.cli.config_options import container
 from segmodels.cli.console import print_evaluation, quiet_third_party
 from segmodels.cli.evaluate import evaluate
 
@@ -15,7 +16,8 @@ def main(cfg: DictConfig) -> float:
     quiet_third_party()
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") else None
     metrics = evaluate(cfg.ckpt_path, cfg.output_dir, dataset=dataset, split=cfg.split, scales=list(cfg.scales),
-                       flip=cfg.flip, tile=cfg.tile, overlap=cfg.overlap, boundary_ratio=cfg.boundary_ratio,
+                       flip=cfg.flip, tile=container(cfg.tile), overlap=cfg.overlap, stride=container(cfg.stride),
+                       window_batch=cfg.window_batch, blend=cfg.blend, boundary_ratio=cfg.boundary_ratio,
                        bins=cfg.calibration_bins, worst=cfg.worst, device=cfg.device, trust_checkpoint=cfg.trust_checkpoint,
                        confusion_counts=cfg.confusion_counts, model=cfg.get("model"))
     print_evaluation(metrics, cfg.output_dir)

@@ -11,6 +11,7 @@ import inspect
 from typing import Any, Callable
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from segmodels.models.backbones import BACKBONES
 from segmodels.models.decoders import DECODERS
@@ -19,6 +20,11 @@ from segmodels.training.cached_training import feature_cache_options
 
 # what build_model passes itself, or the config sets elsewhere (in_channels is a top-level key)
 NOT_OPTIONS = {"backbone": {"in_channels", "model_name"}, "decoder": {"channels", "strides", "num_classes"}}
+
+
+def container(value: Any) -> Any:
+    """A config value as plain Python (a ListConfig or DictConfig as a list or dict; anything else as it is)."""
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def plain(value: Any) -> Any:

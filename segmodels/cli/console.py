@@ -75,7 +75,9 @@ def print_evaluation(metrics: dict[str, Any], output_dir: str | Path) -> None:
     lines = [
         "",
         f"{metrics['checkpoint']} on {metrics['split']} ({metrics['images']} images of {metrics['dataset']})",
-        f"protocol         scales {protocol['scales']}, flip {protocol['flip']}, tile {protocol['tile']}",
+        f"protocol         scales {protocol['scales']}, flip {protocol['flip']}, tile {protocol['tile']}"
+        + (f", stride {protocol['stride']}" if protocol.get("stride") else "")
+        + (f", blend {protocol['blend']}" if protocol.get("blend") else ""),
         f"mIoU             {100 * metrics['mIoU']:.2f}%   pixel accuracy {100 * metrics['pixel_accuracy']:.2f}%",
         f"boundary IoU     {100 * metrics['mean_boundary_iou']:.2f}%   (band {protocol['boundary_ratio']:g} of the diagonal)",
         f"ECE              {100 * metrics['ece']:.2f}%   ({protocol['calibration_bins']} bins)",

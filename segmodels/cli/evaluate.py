@@ -105,8 +105,11 @@ def evaluate(
     split: str = "test",
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
-    tile: int | None = None,
+    tile: int | Sequence[int] | None = None,
     overlap: float = 0.25,
+    stride: int | Sequence[int] | None = None,
+    window_batch: int = 4,
+    blend: str = "uniform",
     boundary_ratio: float = 0.02,
     bins: int = 15,
     worst: int = 8,
@@ -146,7 +149,8 @@ def evaluate(
     for batch in progress(loader, desc=f"evaluate {split}", unit="batch"):
         raw = batch["image"]
         images, masks = data.normalize(raw.to(device)), batch["mask"].to(device).long()
-        probabilities = predict_probabilities(module.model, images, flip=flip, tile=tile, overlap=overlap, scales=scales)
+        probabilities = predict_probabilities(module.model, images, flip=flip, tile=tile, overlap=overlap, scales=scales,
+                                              stride=stride, window_batch=window_batch, blend=blend)
         scores.update(probabilities, masks)
         predictions = probabilities.argmax(dim=1)
         batch_confusions = confusion_per_image(predictions, masks, num_classes, ignore).cpu()  # one copy a batch
@@ -164,7 +168,8 @@ def evaluate(
     report = scores_report(result, module.class_names)
     metrics = {
         "checkpoint": str(ckpt_path or model), "split": split, "dataset": str(data.root), "images": seen,
-        "protocol": {"scales": scales, "flip": flip, "tile": tile, "overlap": overlap if tile else None,
+        "protocol": {"scales": scales, "flip": flip, "tile": tile, "overlap": overlap if tile and not stride else None,
+                     "stride": stride, "blend": blend if tile else None,
                      "boundary_ratio": boundary_ratio, "calibration_bins": bins},
         "seconds": seconds, "seconds_per_image": seconds / max(1, seen), "data_differs_from_training": differences,
         **report,

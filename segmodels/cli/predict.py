@@ -31,8 +31,9 @@ def overlay(image: np.ndarray, mask: np.ndarray) -> Image.Image:
     return Image.fromarray((blended * 255).round().clamp(0, 255).byte().numpy())
 
 
-def predict_folder(ckpt_path: str, input: str, output: str, flip: bool = False, tile: int | None = None,
-                   overlap: float = 0.25, device: str = "auto", trust_checkpoint: bool = False) -> list[Path]:
+def predict_folder(ckpt_path: str, input: str, output: str, flip: bool = False, tile=None, overlap: float = 0.25,
+                   device: str = "auto", trust_checkpoint: bool = False, stride=None, window_batch: int = 4,
+                   blend: str = "uniform") -> list[Path]:
     source, target = Path(input), Path(output)
     if not source.exists():
         raise FileNotFoundError(f"input {source} does not exist; give an image file or a folder of images")
@@ -58,7 +59,8 @@ def predict_folder(ckpt_path: str, input: str, output: str, flip: bool = False, 
             broken.append(f"{path.name} ({error.reason[:100]})")
             continue
         image = image[..., 0] if image.shape[-1] == 1 else image
-        mask = module.segment(image, flip=flip, tile=tile, overlap=overlap)
+        mask = module.segment(image, flip=flip, tile=tile, overlap=overlap, stride=stride, window_batch=window_batch,
+                              blend=blend)
         png = Image.fromarray(mask)  # mode L; a palette turns it into P with the indices unchanged
         png.putpalette(palette)
         png.save(target / f"{path.stem}.png")

@@ -32,28 +32,71 @@ def window_starts(length: int, tile: int, stride: int) -> list[int]:
     return [*starts, length - tile]
 
 
+BLENDS = ("uniform", "gaussian", "cosine")
+
+
+def pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    """An (height, width) pair from one number (square) or two; refused by name otherwise."""
+    values = [value, value] if isinstance(value, (int, float)) else list(value)
+    if len(values) != 2 or any(int(v) != v or v < 1 for v in values):
+        raise ValueError(f"{name}={value}: give a positive whole number or [height, width], e.g. {name}=512 or "
+                         f"{name}=[512,1024]")
+    return int(values[0]), int(values[1])
+
+
+def blend_weights(height: int, width: int, blend: str, device: torch.device) -> torch.Tensor:
+    """(1, 1, h, w) weights of one window's pixels in the overlap average: ``uniform`` (mmsegmentation's: every pixel
+    alike), ``gaussian`` (nnU-Net's and MONAI's: sigma 1/8 of the window, centre 1) or ``cosine`` (a Hann window), both
+    of which fade a window's edges, where its context is poorest, and so remove tile seams. Never 0, so a pixel only
+    one window covers keeps that window's value."""
+    if blend not in BLENDS:
+        raise ValueError(f"blend={blend!r}: choose one of {', '.join(BLENDS)}")
+    if blend == "uniform":
+        return torch.ones(1, 1, height, width, device=device)
+
+    def profile(length: int) -> torch.Tensor:
+        position = torch.arange(length, device=device, dtype=torch.float32) + 0.5
+        if blend == "gaussian":
+            centre, sigma = length / 2, length / 8
+            return torch.exp(-((position - centre) ** 2) / (2 * sigma ** 2))
+        return torch.sin(torch.pi * position / length) ** 2
+
+    weights = profile(height)[:, None] * profile(width)[None, :]
+    return (weights / weights.max()).clamp(min=1e-3)[None, None]
+
+
 @torch.no_grad()
 def predict_probabilities(
-    model: nn.Module, images: torch.Tensor, flip: bool = False, tile: int | None = None, overlap: float = 0.25,
-    scales: Sequence[float] = (1.0,),
+    model: nn.Module, images: torch.Tensor, flip: bool = False, tile: int | Sequence[int] | None = None,
+    overlap: float = 0.25, scales: Sequence[float] = (1.0,), stride: int | Sequence[int] | None = None,
+    window_batch: int = 4, blend: str = "uniform",
 ) -> torch.Tensor:
     """(N, C, H, W) class probabilities at the images' size; ``scales`` and ``flip`` average over resized and
-    mirrored copies, ``tile`` slides a ``tile`` x ``tile`` window (overlapping by ``overlap``) over images
-    larger than it, averaging overlaps."""
+    mirrored copies, ``tile`` slides a window (``tile`` or [height, width]) over images larger than it, every
+    ``stride`` pixels (or [h, w]; default: the window less ``overlap``), ``window_batch`` windows per forward pass,
+    the overlaps averaged with ``blend`` weights."""
     height, width = images.shape[-2:]
     total = None
     for scale in check_scales(scales):
         resized = images if scale == 1 else F.interpolate(
             images, size=(max(1, round(height * scale)), max(1, round(width * scale))), mode="bilinear",
             align_corners=False)
-        probabilities = _one_scale(model, resized, flip, tile, overlap)
+        probabilities = _one_scale(model, resized, flip, tile, overlap, stride, window_batch, blend)
         if scale != 1:
             probabilities = F.interpolate(probabilities, size=(height, width), mode="bilinear", align_corners=False)
         total = probabilities if total is None else total + probabilities
     return total / len(scales) if len(scales) > 1 else total
 
 
-def _one_scale(model: nn.Module, images: torch.Tensor, flip: bool, tile: int | None, overlap: float) -> torch.Tensor:
+def window_grid(height: int, width: int, tile: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, int]]:
+    """(top, left) of every window, row by row: mmsegmentation's slide_inference grid (the last window of a row or
+    column flush with the image's edge; a side shorter than the window is one window of that side)."""
+    return [(top, left) for top in window_starts(height, tile[0], stride[0])
+            for left in window_starts(width, tile[1], stride[1])]
+
+
+def _one_scale(model: nn.Module, images: torch.Tensor, flip: bool, tile, overlap: float, stride, window_batch: int,
+               blend: str) -> torch.Tensor:
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         probabilities = model(x).float().softmax(dim=1)
@@ -62,16 +105,27 @@ def _one_scale(model: nn.Module, images: torch.Tensor, flip: bool, tile: int | N
         return probabilities
 
     height, width = images.shape[-2:]
-    if not tile or (height <= tile and width <= tile):
+    if not tile:
         return forward(images)
-    stride = max(1, int(tile * (1 - overlap)))
+    tile = pair(tile, "tile")
+    if height <= tile[0] and width <= tile[1]:
+        return forward(images)
+    stride = pair(stride, "stride") if stride else tuple(max(1, int(t * (1 - overlap))) for t in tile)
+    if window_batch < 1:
+        raise ValueError(f"window_batch={window_batch}: give 1 or more windows per forward pass")
+    grid = window_grid(height, width, tile, stride)
+    window = (min(tile[0], height), min(tile[1], width))  # every window of this image has this size
+    weights = blend_weights(*window, blend, images.device)
     total, counts = None, torch.zeros(1, 1, height, width, device=images.device)
-    for top in window_starts(height, tile, stride):
-        for left in window_starts(width, tile, stride):
-            window = images[..., top : top + tile, left : left + tile]
-            probabilities = forward(window)
-            if total is None:
-                total = torch.zeros(images.shape[0], probabilities.shape[1], height, width, device=images.device)
-            total[..., top : top + tile, left : left + tile] += probabilities
-            counts[..., top : top + tile, left : left + tile] += 1
+    batch = images.shape[0]
+    for first in range(0, len(grid), window_batch):
+        chunk = grid[first:first + window_batch]
+        crops = torch.cat([images[..., top:top + window[0], left:left + window[1]] for top, left in chunk])
+        probabilities = forward(crops)
+        if total is None:
+            total = torch.zeros(batch, probabilities.shape[1], height, width, device=images.device)
+        for index, (top, left) in enumerate(chunk):
+            part = probabilities[index * batch:(index + 1) * batch]
+            total[..., top:top + window[0], left:left + window[1]] += part * weights
+            counts[..., top:top + window[0], left:left + window[1]] += weights
     return total / counts
