@@ -148,7 +148,8 @@ class MixTransformerBackbone(Backbone):
         super().__init__()
         spec = ARCHS[arch]
         widths, depths = spec["widths"], spec["depths"]
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)  # stochastic depth rising linearly over all blocks (plain floats: builds on the meta device)
+        rates = [drop_path_rate * i / max(1, total - 1) for i in range(total)]
         starts = [sum(depths[:i]) for i in range(4)]
         self.stages = nn.ModuleList(
             Stage(in_channels if i == 0 else widths[i - 1], widths[i], depths[i], HEADS[i], REDUCTIONS[i], i == 0,
