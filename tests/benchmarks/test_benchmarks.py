@@ -87,3 +87,15 @@ def test_mask2former_peer_benchmark_times_both_in_every_round(tmp_path):
     assert abs(row["parameters"]["ours"] - row["parameters"]["peer"]) < 1000  # the same model, to its biases
     assert row["summary"]["train"]["speedup_median"] == pytest.approx(
         row["rounds"][0]["peer_train_s"] / row["rounds"][0]["ours_train_s"])
+
+
+@pytest.mark.slow
+def test_segformer_peer_benchmark_times_all_three_on_one_model(tmp_path):
+    pytest.importorskip("segmentation_models_pytorch")
+    out = tmp_path / "segformer_peer.json"
+    result = run("segformer_peer.py", "--size", "64", "--rounds", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert len(set(row["parameters"].values())) == 1  # the same network in all three
+    assert row["summary"]["infer_vs_smp"]["speedup_median"] == pytest.approx(
+        row["rounds"][0]["smp_infer_s"] / row["rounds"][0]["ours_infer_s"])
