@@ -10,7 +10,6 @@ from . import deprecation
 deprecation.install()
 
 from .cli import resolvers  # noqa: E402, F401  (the configs' resolvers, wherever segmodels is imported)
-from .cli.notebook import fit  # noqa: E402
 from .evaluation import SegmentationScores  # noqa: E402
 from .models import (  # noqa: E402
     BACKBONES,
@@ -41,3 +40,12 @@ __all__ = [
     "list_backbones",
     "list_decoders",
 ]
+
+
+def __getattr__(name: str):
+    """``segmodels.fit`` (train.py's pipeline) on first use: it composes Hydra configs, which nothing else here needs."""
+    if name == "fit":
+        from .cli.notebook import fit
+
+        return fit
+    raise AttributeError(f"module 'segmodels' has no attribute {name!r}")

@@ -65,6 +65,11 @@ def test_renamed_attributes_and_methods_warn_and_still_work():
     with pytest.warns(FutureWarning, match="TestReport is deprecated.*ReportFiles"):
         from segmodels.training.callbacks import TestReport
     assert TestReport is ReportFiles
+    from segmodels.io.init_from import load_matching
+
+    with pytest.warns(FutureWarning, match="checkpoint_reader.load_matching is deprecated.*segmodels.io.init_from"):
+        from segmodels.io.checkpoint_reader import load_matching as old_load_matching
+    assert old_load_matching is load_matching
     module = SegmentationModule(backbone="efficientnet_lite0", decoder="unet", num_classes=3, pretrained=False,
                                 decoder_kwargs={"decoder_channels": [8, 8, 8, 8]})
     image = np.random.default_rng(0).integers(0, 255, (40, 36, 3), dtype=np.uint8)

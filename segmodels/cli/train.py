@@ -20,8 +20,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from segmodels.io.checkpoint_reader import load_matching, open_checkpoint
+from segmodels.io.checkpoint_reader import open_checkpoint
 from segmodels.io.checkpoint_writer import SafeCheckpointIO
+from segmodels.io.init_from import load_matching
 from segmodels.training.cached_training import CachedTraining, feature_cache_options, refusal
 from segmodels.training.callbacks import CheckRanksInSync
 from segmodels.training.segmentation_module import SegmentationModule

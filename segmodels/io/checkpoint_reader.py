@@ -13,11 +13,8 @@ import pickle
 from pathlib import Path
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
-from safetensors.torch import load_file
-from torch import nn
 
-from .transformers_import import import_folder, is_transformers_folder
+from segmodels.deprecation import moved_attribute
 
 
 class UnsafeCheckpoint(ValueError):
@@ -72,39 +69,16 @@ def open_checkpoint(path: str | Path, key: str = "ckpt_path", trust: bool = Fals
     return checkpoint
 
 
-def load_matching(module: nn.Module, checkpoint: str | Path, trust: bool = False) -> dict[str, list[str]]:
-    """Copy into ``module`` each tensor of ``checkpoint`` with the same name and shape; the rest keep
-    their fresh initialisation. Returns (and logs) what was loaded, reshaped away, or absent."""
-    path = Path(checkpoint)
-    state = folder_state(path) if path.is_dir() else open_checkpoint(path, "model.init_from", trust)["state_dict"]
-    own = module.state_dict()
-    loaded = [k for k, v in own.items() if k in state and state[k].shape == v.shape]
-    other_shape = [f"{k} {tuple(state[k].shape)} -> {tuple(v.shape)}"
-                   for k, v in own.items() if k in state and state[k].shape != v.shape]
-    absent = [k for k in own if k not in state]
-    module.load_state_dict({k: state[k] for k in loaded}, strict=False)
-    rank_zero_info(
-        f"init_from {path}: loaded {len(loaded)} of {len(own)} tensors; re-initialised {len(other_shape)} of another "
-        f"shape {other_shape[:4]} and {len(absent)} absent from the checkpoint {absent[:4]}"
-    )
-    return {"loaded": loaded, "other_shape": other_shape, "absent": absent}
-
-
-def folder_state(folder: Path) -> dict[str, torch.Tensor]:
-    """A model folder's weights under the LightningModule's names (``model.``): this project's folder (train.py's
-    ``<run>/model``, convert.py's) or a transformers one, imported (see ``transformers_import``)."""
-    from .model_folder import read_pretrained  # here, not at the top: model_folder imports this module
-
-    if is_transformers_folder(folder):
-        state = import_folder(folder)[1]
-    else:
-        state = load_file(str(read_pretrained(folder)[1]))
-    return {f"model.{k}": v for k, v in state.items()}
-
-
 def portable_hyperparameters(hparams: dict) -> dict:
     """The state dict holds every weight, so rebuilding from a checkpoint needs no download or local file."""
     hparams["pretrained"] = False
     if hparams.get("backbone_kwargs"):
         hparams["backbone_kwargs"] = {k: v for k, v in hparams["backbone_kwargs"].items() if k != "weights"}
     return hparams
+
+
+RENAMED = {"load_matching": "segmodels.io.init_from.load_matching"}  # model.init_from reads model folders too
+
+
+def __getattr__(name: str):
+    return moved_attribute(__name__, RENAMED, name)

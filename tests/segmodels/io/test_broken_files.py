@@ -29,7 +29,7 @@ def test_broken_checkpoints_are_named_wherever_they_are_read(trained_run, tiny_d
     broken.write_bytes(open(trained["best_checkpoint"], "rb").read()[:4096])
     with pytest.raises(ValueError, match=r"checkpoint_path=.*broken.ckpt: the file cannot be read as a checkpoint"):
         SegmentationModule.load_from_checkpoint(str(broken))
-    from segmodels.io.checkpoint_reader import load_matching
+    from segmodels.io.init_from import load_matching
 
     with pytest.raises(ValueError, match=r"model.init_from=.*broken.ckpt: the file cannot be read"):
         load_matching(SegmentationModule(num_classes=4, pretrained=False), broken)

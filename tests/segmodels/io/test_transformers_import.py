@@ -100,7 +100,7 @@ def test_convert_evaluate_and_fine_tune_from_a_published_folder(tmp_path, tiny_d
 
     from segmodels.cli.evaluate import evaluate
     from segmodels.cli.train import build_module, train
-    from segmodels.io.checkpoint_reader import load_matching
+    from segmodels.io.init_from import load_matching
     from tests.helpers import ROOT, compose_train, subprocess_env, tiny_overrides
 
     save_segformer(tmp_path / "hub", reduce_labels=False, labels=4)

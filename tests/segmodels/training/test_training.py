@@ -139,7 +139,7 @@ def test_init_from_a_checkpoint_loads_what_matches_and_reinitialises_the_rest(ti
     import lightning as L
 
     from segmodels import SegmentationModule
-    from segmodels.io.checkpoint_reader import load_matching
+    from segmodels.io.init_from import load_matching
 
     source = SegmentationModule(backbone="efficientnet_lite0", decoder="unet", num_classes=21, pretrained=False)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
