@@ -5,21 +5,19 @@ same overrides, run folder and log names; the others call their module's ``main`
 """
 from __future__ import annotations
 
+import importlib
 import runpy
 import sys
-from typing import Callable
 
-from datamodules import summary
-
-from . import compare, search, sweep_report
 from .provenance import CHECKOUT
 
 SCRIPTS = ("train", "evaluate", "predict", "export", "convert")  # python <name>.py <overrides>, Hydra-composed
-MODULES: dict[str, Callable[[list[str]], object]] = {
-    "compare": compare.main,         # python -m segmodels.cli.compare <A> <B>
-    "report": sweep_report.main,     # python -m segmodels.cli.sweep_report <sweep folder>
-    "summary": summary.main,         # python -m datamodules.summary <dataset root>
-    "search": search.main,           # python -m segmodels.cli.search <folder> --trials N <overrides>
+# imported when asked for: search needs the [search] extra (optuna), which the others do not
+MODULES: dict[str, str] = {
+    "compare": "segmodels.cli.compare",         # python -m segmodels.cli.compare <A> <B>
+    "report": "segmodels.cli.sweep_report",     # python -m segmodels.cli.sweep_report <sweep folder>
+    "summary": "datamodules.summary",           # python -m datamodules.summary <dataset root>
+    "search": "segmodels.cli.search",           # python -m segmodels.cli.search <folder> --trials N <overrides>
 }
 USAGE = (f"usage: segmodels {{{','.join((*SCRIPTS, *MODULES))}}} [arguments]\n"
          f"  segmodels train backbone=resnet50 decoder=att_unet     (python train.py's overrides)\n"
@@ -36,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command, rest = argv[0], argv[1:]
     if command in MODULES:
-        result = MODULES[command](rest)
+        result = importlib.import_module(MODULES[command]).main(rest)
         return result if isinstance(result, int) else 0
     script = CHECKOUT / f"{command}.py"
     if not script.is_file():
