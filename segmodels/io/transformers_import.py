@@ -130,29 +130,49 @@ def map_exactly(source: dict[str, torch.Tensor], plan: Plan, target: dict[str, t
     return mapped
 
 
-def import_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-    """(SegmentationModule keyword arguments, the model's state dict, what the import learned: source, dataset
-    settings, notes) for a transformers model folder."""
+@dataclass
+class Source:
+    """A transformers folder read and planned, nothing built yet: the model's options, its raw tensors and their
+    renaming, and what the import learned (source, dataset settings, notes)."""
+
+    hparams: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    plan: Plan
+    record: dict[str, Any]
+    folder: Path
+
+    def mapped(self, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The tensors renamed for ``target`` (a model's state dict), every one accounted for."""
+        return map_exactly(self.state, self.plan, target, str(self.folder))
+
+
+def read_folder(folder: str | Path) -> Source:
+    """A transformers model folder as this project's model options and tensors (see ``Source``)."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     architecture = architecture_of(config, folder / "config.json")
     plan: Plan = IMPORTERS.get(architecture)(config, folder / "config.json")
     names = class_names_of(config, folder / "config.json")
     preprocessing = preprocessing_of(folder)
-    channels = config.get("num_channels", 3)
     hparams = {
-        "backbone": plan.backbone, "decoder": plan.decoder, "num_classes": len(names), "in_channels": channels,
-        "pretrained": False, "backbone_kwargs": plan.backbone_kwargs, "decoder_kwargs": plan.decoder_kwargs,
-        "class_names": names, "mean": preprocessing["mean"], "std": preprocessing["std"],
+        "backbone": plan.backbone, "decoder": plan.decoder, "num_classes": len(names),
+        "in_channels": config.get("num_channels", 3), "pretrained": False, "backbone_kwargs": plan.backbone_kwargs,
+        "decoder_kwargs": plan.decoder_kwargs, "class_names": names, "mean": preprocessing["mean"],
+        "std": preprocessing["std"],
     }
-    model = build_model(plan.backbone, plan.decoder, len(names), channels, False, plan.backbone_kwargs,
-                        plan.decoder_kwargs, preprocessing["mean"], preprocessing["std"])
-    state = map_exactly(read_state(folder), plan, model.state_dict(), str(folder))
     dataset = {"num_classes": len(names), "class_names": names, "reduce_zero_label": preprocessing["reduce_zero_label"],
                "ignore_index": config.get("semantic_loss_ignore_index", 255)}
     source = {"folder": str(folder.resolve()), "architecture": architecture, "name": config.get("_name_or_path"),
               "transformers_version": config.get("transformers_version"), "notes": plan.notes}
-    return hparams, state, {"source": source, "dataset": dataset}
+    return Source(hparams, read_state(folder), plan, {"source": source, "dataset": dataset}, folder)
+
+
+def import_folder(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """(SegmentationModule keyword arguments, the model's state dict, what the import learned) for a transformers
+    model folder; the model is built to check the mapping against (``model.init_from`` into another model)."""
+    source = read_folder(folder)
+    model = build_model(**{k: v for k, v in source.hparams.items() if k != "class_names"})
+    return source.hparams, source.mapped(model.state_dict()), source.record
 
 
 def require(config: dict[str, Any], path: Path, expected: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from segmodels.evaluation.pictures import prediction_grid
 from segmodels.evaluation.report import SUMMARY_SCORES, scores_report
 from segmodels.io.checkpoint_reader import check_safe, open_checkpoint, portable_hyperparameters
 from segmodels.io.model_folder import load_weights, read_pretrained, read_provenance, save_pretrained
-from segmodels.io.transformers_import import import_folder, is_transformers_folder
+from segmodels.io.transformers_import import is_transformers_folder, read_folder
 from segmodels.models.factory import build_model
 from segmodels.models.inference import predict_probabilities
 
@@ -146,10 +146,10 @@ class SegmentationModule(L.LightningModule):
         """The model ``save_pretrained`` wrote, or a transformers model folder (SegFormer ...: see
         ``segmodels.io.transformers_import``), in eval mode; needs neither Hydra nor data nor a download."""
         if is_transformers_folder(folder):
-            hparams, state, record = import_folder(folder)
-            module = cls(**hparams)
-            module.model.load_state_dict(state, strict=True)
-            module.imported = record
+            source = read_folder(folder)
+            module = cls(**source.hparams)
+            module.model.load_state_dict(source.mapped(module.model.state_dict()), strict=True)
+            module.imported = source.record
             return module.to(map_location).eval()
         hparams, weights = read_pretrained(folder)
         module = cls(**hparams)

@@ -21,6 +21,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
+from timm.layers import DropPath
 from torch import nn
 
 from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
@@ -95,20 +96,6 @@ class MixFFN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C)
         x = self.dwconv(self.fc1(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return self.fc2(F.gelu(x))
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop a sample's residual branch with probability ``rate`` in training."""
-
-    def __init__(self, rate: float) -> None:
-        super().__init__()
-        self.rate = rate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.rate == 0:
-            return x
-        keep = torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), device=x.device, dtype=x.dtype) >= self.rate
-        return x * keep / (1 - self.rate)
 
 
 class Block(nn.Module):
