@@ -32,14 +32,10 @@ def test_more_classes_than_the_masks_hold_is_named(tmp_path):
 
 def test_predict_names_why_a_broken_image_was_skipped(tmp_path, caplog):
     from segmodels.cli.predict import predict_folder
+    from tests.helpers import saved_checkpoint
     from tests.segmodels.cli.test_predict import small_module
 
-    module = small_module()
-    import lightning as L
-
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    saved_checkpoint(small_module(), tmp_path / "model.ckpt")
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(np.full((20, 20, 3), 120, np.uint8)).save(photos / "good.jpg")

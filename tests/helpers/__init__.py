@@ -31,6 +31,16 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def saved_checkpoint(module, path: Path) -> Path:
+    """``module`` written as a Lightning checkpoint at ``path``, as train.py's are, without training it."""
+    import lightning as L
+
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path)
+    return path
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from segmodels import SegmentationModule
 from segmodels.models.inference import predict_probabilities, window_starts
-from tests.helpers import ROOT, subprocess_env
+from tests.helpers import ROOT, saved_checkpoint, subprocess_env
 
 
 def small_module() -> SegmentationModule:
@@ -41,12 +41,7 @@ def test_flip_averages_the_mirrored_prediction_and_tiles_cover_the_image():
 
 
 def test_predict_script_writes_palette_masks_and_overlays(tmp_path):
-    import lightning as L
-
-    module = small_module()
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    saved_checkpoint(small_module(), tmp_path / "model.ckpt")
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(np.full((37, 50, 3), 120, np.uint8)).save(photos / "a.jpg")
