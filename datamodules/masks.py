@@ -87,10 +87,11 @@ def _rgb_to_indices(rgb: np.ndarray, path: Path, colours: Mapping[int, int] | No
                 f"give the dataset's colours (dataset.class_colors=[[r,g,b], ...] in class order, or a class_colors.txt "
                 f"or CVAT's labelmap.txt beside class_names.txt), or save masks as PNGs of class indices")
         known = np.array([[(c >> 16) & 255, (c >> 8) & 255, c & 255] for c in lookup], dtype=np.int64)
-        nearest = list(lookup.values())[int(((known - np.array(colour)) ** 2).sum(1).argmin())]
+        closest = int(((known - np.array(colour)) ** 2).sum(1).argmin())
+        nearest = list(lookup.values())[closest]
         label = names[nearest] if names and nearest < len(names) else f"class {nearest}"
         raise ValueError(f"mask {path} holds the colour {colour}, which is no class's colour ({len(unknown)} such "
-                         f"colours; the nearest class is {label}, {known[list(lookup.values()).index(nearest)].tolist()}); "
+                         f"colours; the nearest class is {label}, {known[closest].tolist()}); "
                          f"add it to the colour table or repaint those pixels (anti-aliased edges: export without "
                          f"smoothing)")
     dtype = np.uint8 if max(lookup.values(), default=0) < 256 else np.uint16

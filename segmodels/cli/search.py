@@ -50,8 +50,8 @@ def distribution(override: Override) -> optuna.distributions.BaseDistribution:
 def split(overrides: Sequence[str]) -> tuple[dict[str, optuna.distributions.BaseDistribution], list[str]]:
     """(searched parameters, fixed overrides): the default space, replaced key by key by sweep overrides."""
     parsed = OverridesParser.create().parse_overrides(list(overrides))
-    searched = {key: override for key, override in zip(default_space(), OverridesParser.create().parse_overrides(
-        [f"{k}={v}" for k, v in default_space().items()]))}
+    defaults = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in default_space().items()])
+    searched = {override.key_or_group: override for override in defaults}
     fixed = []
     for override, line in zip(parsed, overrides):
         if override.is_sweep_override():
