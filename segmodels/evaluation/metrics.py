@@ -29,13 +29,17 @@ def confusion_per_image(predictions: torch.Tensor, targets: torch.Tensor, num_cl
 class SegmentationScores(Metric):
     """Sums of counts (so batches, images and DDP processes add up exactly), kept on the model's device.
 
-    ``update(probabilities, targets)`` takes (N, C, H, W) class probabilities and (N, H, W) targets.
+    ``update(probabilities, targets)`` takes (N, C, H, W) class probabilities and (N, H, W) targets. ``boundary=False``
+    skips boundary IoU (left NaN), the one costly count: 21 classes at 512 x 512, 4 images, take 2.4 s with it and
+    0.14 s for the confusion counts alone on a 2-core CPU, so validation after every epoch leaves it out.
     """
 
     full_state_update = False
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, boundary_ratio: float = 0.02, bins: int = 15) -> None:
+    def __init__(self, num_classes: int, ignore_index: int = 255, boundary_ratio: float = 0.02, bins: int = 15,
+                 boundary: bool = True) -> None:
         super().__init__()
+        self.boundary = boundary
         self.num_classes, self.ignore_index, self.boundary_ratio, self.bins = num_classes, ignore_index, boundary_ratio, bins
         self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("boundary_intersection", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
@@ -46,10 +50,11 @@ class SegmentationScores(Metric):
         predictions = probabilities.argmax(dim=1)
         targets = targets.long()
         self.confusion += confusion_of(predictions, targets, self.num_classes, self.ignore_index)
-        intersection, union = boundary_counts(predictions, targets, self.num_classes, self.ignore_index,
-                                              self.boundary_ratio)
-        self.boundary_intersection += intersection
-        self.boundary_union += union
+        if self.boundary:
+            intersection, union = boundary_counts(predictions, targets, self.num_classes, self.ignore_index,
+                                                  self.boundary_ratio)
+            self.boundary_intersection += intersection
+            self.boundary_union += union
         self.calibration += calibration_counts(probabilities, targets, self.ignore_index, self.bins)
 
     def compute(self) -> dict[str, torch.Tensor]:

@@ -89,8 +89,8 @@ class SegmentationModule(L.LightningModule):
                      decoder, options.get("name"))
         self.criterion = build_loss(options.pop("name"), ignore_index, class_weights, **options)
         # one metric path: validation, test and evaluate.py accumulate the same SegmentationScores, so their mIoU can
-        # never disagree on the same images
-        self.val_scores_metric = SegmentationScores(num_classes, ignore_index)
+        # never disagree on the same images (validation without boundary IoU, its one costly count)
+        self.val_scores_metric = SegmentationScores(num_classes, ignore_index, boundary=False)
         self.test_scores_metric = SegmentationScores(num_classes, ignore_index)  # evaluate.py's, at one scale
         self.test_scores: dict[str, Any] = {}
         # (images, C, C) confusion counts of each test image, in the loader's order: what a paired bootstrap between

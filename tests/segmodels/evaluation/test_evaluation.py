@@ -97,3 +97,17 @@ def test_per_image_confusions_in_one_bincount_equal_one_per_image():
     assert batched.shape == (4, 3, 3)
     for i in range(4):
         assert torch.equal(batched[i], confusion_of(predictions[i], targets[i], 3, 255))
+
+
+def test_scores_without_boundary_iou_count_the_same_confusion():
+    from segmodels.evaluation.metrics import SegmentationScores
+
+    generator = torch.Generator().manual_seed(0)
+    probabilities = torch.rand(2, 3, 20, 24, generator=generator).softmax(1)
+    targets = torch.randint(0, 3, (2, 20, 24), generator=generator)
+    full, light = SegmentationScores(3), SegmentationScores(3, boundary=False)
+    full.update(probabilities, targets)
+    light.update(probabilities, targets)
+    assert torch.equal(full.compute()["confusion"], light.compute()["confusion"])
+    assert full.compute()["mIoU"] == light.compute()["mIoU"] and full.compute()["ece"] == light.compute()["ece"]
+    assert not torch.isnan(full.compute()["mean_boundary_iou"]) and torch.isnan(light.compute()["mean_boundary_iou"])
