@@ -19,7 +19,8 @@ def main(cfg: DictConfig) -> float:
                        flip=cfg.flip, tile=container(cfg.tile), overlap=cfg.overlap, stride=container(cfg.stride),
                        window_batch=cfg.window_batch, blend=cfg.blend, boundary_ratio=cfg.boundary_ratio,
                        bins=cfg.calibration_bins, worst=cfg.worst, device=cfg.device, trust_checkpoint=cfg.trust_checkpoint,
-                       confusion_counts=cfg.confusion_counts, model=cfg.get("model"))
+                       confusion_counts=cfg.confusion_counts, model=cfg.get("model"), engine=cfg.engine,
+                       providers=container(cfg.providers))
     print_evaluation(metrics, cfg.output_dir)
     return metrics["mIoU"]
 

@@ -16,6 +16,7 @@ from hydra.utils import get_class, instantiate
 from datamodules.progress import progress
 from segmodels.evaluation.metrics import SegmentationScores, confusion_per_image
 from segmodels.evaluation.report import confusion_scores, scores_report, write_evaluation_files, write_per_image_confusion
+from segmodels.io.engines import inference_engine
 from segmodels.models.inference import check_scales, predict_probabilities
 from segmodels.training.segmentation_module import SegmentationModule
 
@@ -117,6 +118,8 @@ def evaluate(
     trust_checkpoint: bool = False,
     confusion_counts: bool = False,
     model: str | None = None,
+    engine: str = "auto",
+    providers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Scores of ``ckpt_path`` (a .ckpt) or ``model`` (a model folder, ours or a transformers one) on ``split``; writes
     the files into ``output_dir`` and returns metrics.json's content."""
@@ -133,6 +136,7 @@ def evaluate(
         check_label_convention(module, dataset, model)
     else:
         module = SegmentationModule.restore(ckpt_path, map_location=device, trust=trust_checkpoint)
+    runner, engine = inference_engine(module, engine, model or ckpt_path, providers=providers)
     data = evaluation_datamodule(module, dataset, ckpt_path or f"model={model}", trust_checkpoint)
     if not data.splits.get(split):
         raise ValueError(f"split={split}: the dataset at {data.root} has no {split} split (dataset.{split}_split is "
@@ -149,7 +153,7 @@ def evaluate(
     for batch in progress(loader, desc=f"evaluate {split}", unit="batch"):
         raw = batch["image"]
         images, masks = data.normalize(raw.to(device)), batch["mask"].to(device).long()
-        probabilities = predict_probabilities(module.model, images, flip=flip, tile=tile, overlap=overlap, scales=scales,
+        probabilities = predict_probabilities(runner, images, flip=flip, tile=tile, overlap=overlap, scales=scales,
                                               stride=stride, window_batch=window_batch, blend=blend)
         scores.update(probabilities, masks)
         predictions = probabilities.argmax(dim=1)
@@ -168,6 +172,7 @@ def evaluate(
     report = scores_report(result, module.class_names)
     metrics = {
         "checkpoint": str(ckpt_path or model), "split": split, "dataset": str(data.root), "images": seen,
+        "engine": engine,
         "protocol": {"scales": scales, "flip": flip, "tile": tile, "overlap": overlap if tile and not stride else None,
                      "stride": stride, "blend": blend if tile else None,
                      "boundary_ratio": boundary_ratio, "calibration_bins": bins},

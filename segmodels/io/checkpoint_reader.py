@@ -77,6 +77,26 @@ def portable_hyperparameters(hparams: dict) -> dict:
     return hparams
 
 
+# Options whose default changed, with the value checkpoints written before the change were built with, and the weight
+# name (relative to the model) that only that older layout has: such a checkpoint rebuilds as it was trained.
+LEGACY_DEFAULTS = {
+    "deeplabv3plus": ("separable", False, "decoder.fuse.0.0.weight"),  # plain 3x3 convs before separable (2026-12)
+}
+
+
+def legacy_options(hparams: dict, weight_names) -> dict:
+    """``hparams`` with the old value of an option whose default changed, when the checkpoint does not name the option
+    and its weights (``weight_names``: the model's or the module's, ``model.`` prefixed) have the old layout."""
+    entry = LEGACY_DEFAULTS.get(hparams.get("decoder"))
+    if not entry:
+        return hparams
+    option, old, marker = entry
+    options = dict(hparams.get("decoder_kwargs") or {})
+    if option in options or not any(name == marker or name.endswith("." + marker) for name in weight_names):
+        return hparams
+    return {**hparams, "decoder_kwargs": {**options, option: old}}
+
+
 RENAMED = {"load_matching": "segmodels.io.init_from.load_matching"}  # model.init_from reads model folders too
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -83,6 +84,12 @@ def read_pretrained(folder: str | Path) -> tuple[dict[str, Any], Path]:
 def read_provenance(folder: str | Path) -> dict[str, Any]:
     """The provenance record a model folder's config.json carries (empty for an older folder)."""
     return json.loads((Path(folder) / "config.json").read_text()).get("provenance") or {}
+
+
+def weight_names(weights: str | Path) -> list[str]:
+    """The tensor names a ``model.safetensors`` holds, read from its header (no tensor is loaded)."""
+    with safe_open(str(weights), "pt") as file:
+        return list(file.keys())
 
 
 def load_weights(model: nn.Module, weights: str | Path, map_location: str | torch.device = "cpu") -> None:

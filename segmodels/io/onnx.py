@@ -31,10 +31,10 @@ class ImageToLogits(nn.Module):
         return self.model((image - self.mean) / self.std)
 
 
-def write_graph(wrapper: nn.Module, trace: torch.Tensor, output: Path, opset: int | None) -> str:
+def write_graph(wrapper: nn.Module, trace: torch.Tensor, output: Path, opset: int | None, dynamo: bool = True) -> str:
     """The TorchScript exporter (seconds for a CNN), or ``torch.export`` where it lacks an operator (a ViT's
-    antialiased bicubic resizing of position embeddings): the dynamo exporter handles those but spends minutes on
-    the symbolic shapes of a CNN's padding arithmetic. Returns which one wrote the file."""
+    antialiased bicubic resizing of position embeddings) and ``dynamo`` allows: the dynamo exporter handles those but
+    spends minutes on the symbolic shapes of a CNN's padding arithmetic. Returns which one wrote the file."""
     axes = {0: "batch", 2: "height", 3: "width"}
     names = {"input_names": ["image"], "output_names": ["logits"]}
     try:
@@ -44,6 +44,8 @@ def write_graph(wrapper: nn.Module, trace: torch.Tensor, output: Path, opset: in
                               **names, **({"opset_version": opset} if opset else {}))
         return "torchscript"
     except torch.onnx.errors.UnsupportedOperatorError:
+        if not dynamo:
+            raise
         torch.onnx.export(wrapper, (trace,), str(output), dynamic_shapes={"image": axes}, dynamo=True,
                           external_data=False, **names, **({"opset_version": opset} if opset else {}))
         return "dynamo"

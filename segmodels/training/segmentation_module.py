@@ -16,8 +16,8 @@ from segmodels.deprecation import warn_renamed
 from segmodels.evaluation.metrics import SegmentationScores, confusion_per_image, format_iou_table
 from segmodels.evaluation.pictures import prediction_grid
 from segmodels.evaluation.report import SUMMARY_SCORES, scores_report
-from segmodels.io.checkpoint_reader import check_safe, open_checkpoint, portable_hyperparameters
-from segmodels.io.model_folder import load_weights, read_pretrained, read_provenance, save_pretrained
+from segmodels.io.checkpoint_reader import check_safe, legacy_options, open_checkpoint, portable_hyperparameters
+from segmodels.io.model_folder import load_weights, read_pretrained, read_provenance, save_pretrained, weight_names
 from segmodels.io.transformers_import import is_transformers_folder, read_folder
 from segmodels.models.factory import build_model
 from segmodels.models.inference import predict_probabilities
@@ -116,6 +116,12 @@ class SegmentationModule(L.LightningModule):
         if isinstance(checkpoint_path, (str, Path)) and not trust_checkpoint:
             check_safe(checkpoint_path, "checkpoint_path")
         kwargs.setdefault("weights_only", not trust_checkpoint)
+        if isinstance(checkpoint_path, (str, Path)) and Path(checkpoint_path).is_file() and "decoder_kwargs" not in kwargs:
+            saved = open_checkpoint(checkpoint_path, "checkpoint_path", trust_checkpoint)
+            hparams = dict(saved.get("hyper_parameters") or {})
+            adjusted = legacy_options(hparams, saved["state_dict"])
+            if adjusted is not hparams:  # an older layout of a decoder whose default changed: rebuilt as trained
+                kwargs["decoder_kwargs"] = adjusted["decoder_kwargs"]
         try:
             return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
         except Exception:
@@ -132,7 +138,8 @@ class SegmentationModule(L.LightningModule):
         if "hyper_parameters" not in checkpoint:
             raise ValueError(f"{key}={path}: the checkpoint holds no hyper-parameters, so the model cannot be rebuilt; "
                              f"give a checkpoint written by train.py")
-        module = cls(**portable_hyperparameters(dict(checkpoint["hyper_parameters"])))
+        hparams = legacy_options(portable_hyperparameters(dict(checkpoint["hyper_parameters"])), checkpoint["state_dict"])
+        module = cls(**hparams)
         module.load_state_dict(checkpoint["state_dict"])
         module.datamodule_config, module.provenance = checkpoint.get("datamodule"), checkpoint.get("provenance")
         return module.to(map_location).eval()
@@ -152,7 +159,7 @@ class SegmentationModule(L.LightningModule):
             module.imported = source.record
             return module.to(map_location).eval()
         hparams, weights = read_pretrained(folder)
-        module = cls(**hparams)
+        module = cls(**legacy_options(hparams, weight_names(weights)))
         load_weights(module.model, weights, map_location)
         module.provenance = read_provenance(folder)
         if module.provenance.get("imported_from"):  # a converted checkpoint: its source and label convention

@@ -16,13 +16,35 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
 class ConvNormAct(nn.Sequential):
     """Conv (no bias) + BatchNorm + ReLU: the unit of the modern heads (mmsegmentation's ConvModule)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1,
+                 groups: int = 1) -> None:
         padding = dilation * (kernel_size - 1) // 2
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False),
+            nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, groups=groups,
+                      bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
+
+
+class SeparableConvNormAct(nn.Sequential):
+    """A depthwise-separable conv: a depthwise ``kernel_size`` conv and a pointwise 1x1 conv, each with BatchNorm and
+    ReLU (DeepLabV3+'s, Chen et al. 2018, Sec. 3.3; mmsegmentation's ``DepthwiseSeparableConvModule``). smp leaves out
+    the BatchNorm and ReLU between the two."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1) -> None:
+        super().__init__(
+            ConvNormAct(in_channels, in_channels, kernel_size, dilation=dilation, groups=in_channels),
+            ConvNormAct(in_channels, out_channels, 1),
+        )
+
+
+def conv_norm_act(in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1,
+                  separable: bool = False) -> nn.Sequential:
+    """A ``kernel_size`` conv + BatchNorm + ReLU, depthwise-separable when asked (a 1x1 conv is always plain)."""
+    if separable and kernel_size > 1:
+        return SeparableConvNormAct(in_channels, out_channels, kernel_size, dilation)
+    return ConvNormAct(in_channels, out_channels, kernel_size, dilation)
 
 
 class PooledBranch(nn.Module):

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .blocks import ConvNormAct, PooledBranch
+from .blocks import ConvNormAct, PooledBranch, conv_norm_act
 from .registry import ANY_PYRAMID, DECODERS
 
 
@@ -28,13 +28,15 @@ def atrous_rates(rates: Sequence[int], stride: int) -> list[int]:
 
 
 class ASPP(nn.Module):
-    """Atrous spatial pyramid pooling: parallel 1x1, atrous 3x3 and image-level branches, fused by a 1x1 conv."""
+    """Atrous spatial pyramid pooling: parallel 1x1, atrous 3x3 (depthwise-separable when ``separable``, as
+    DeepLabV3+'s) and image-level branches, fused by a 1x1 conv."""
 
-    def __init__(self, in_channels: int, channels: int, rates: Sequence[int], dropout: float = 0.1) -> None:
+    def __init__(self, in_channels: int, channels: int, rates: Sequence[int], dropout: float = 0.1,
+                 separable: bool = False) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
             [ConvNormAct(in_channels, channels, 1)]
-            + [ConvNormAct(in_channels, channels, 3, dilation=r) for r in rates]
+            + [conv_norm_act(in_channels, channels, 3, dilation=r, separable=separable) for r in rates]
             + [PooledBranch(in_channels, channels, bins=1)]
         )
         self.project = nn.Sequential(ConvNormAct(len(self.branches) * channels, channels, 1), nn.Dropout(dropout))

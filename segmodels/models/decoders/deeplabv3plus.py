@@ -6,10 +6,15 @@ ASPP (``deeplabv3.ASPP``) on the coarsest level, upsampled to the stride-4 level
 classifier; the model upsamples the stride-4 logits to the input (the paper's 4x). Atrous rates follow the
 backbone's output stride: (6, 12, 18) at 16, (12, 24, 36) at 8.
 
-Deliberate differences: plain rather than depthwise-separable 3x3 convs in ASPP and the decoder (as
-mmsegmentation's and torchvision's ResNet variants; the separable ones belong to the paper's Xception);
-the image-pooling branch has no BatchNorm (``PooledBranch``). A backbone without a stride-4 level gives
-its nearest (``levels.nearest_level``: stride 8 when its finest level is 8).
+The 3x3 convs of ASPP and of the decoder are depthwise-separable, each half with BatchNorm and ReLU, as the
+paper (Sec. 3.3, "applying the depthwise separable convolution to both ASPP and decoder modules") and
+mmsegmentation's ``DepthwiseSeparableASPPHead`` build them; ``separable=false`` gives plain 3x3 convs, the layout
+of checkpoints written before separable became the default (they are recognised and load as they were: see
+``segmodels.io.checkpoint_reader.legacy_options``).
+
+Deliberate differences: the ASPP projection after the concatenation is a 1x1 conv (the paper's and torchvision's;
+mmsegmentation's is 3x3); the image-pooling branch has no BatchNorm (``PooledBranch``). A backbone without a
+stride-4 level gives its nearest (``levels.nearest_level``: stride 8 when its finest level is 8).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .blocks import ConvNormAct
+from .blocks import ConvNormAct, conv_norm_act
 from .deeplabv3 import ASPP, atrous_rates
 from .levels import nearest_level, resize_to
 from .registry import ANY_PYRAMID, DECODERS
@@ -35,16 +40,17 @@ class DeepLabV3PlusDecoder(nn.Module):
         skip_channels: int = 48,
         rates: Sequence[int] = (6, 12, 18),
         dropout: float = 0.1,
+        separable: bool = True,
     ) -> None:
         super().__init__()
         self.skip = nearest_level(strides, 4)
         self.levels = sorted({self.skip, len(channels) - 1})  # the level indices this decoder reads
         self.rates = atrous_rates(rates, strides[-1])
-        self.aspp = ASPP(channels[-1], decoder_channels, self.rates, dropout)
+        self.aspp = ASPP(channels[-1], decoder_channels, self.rates, dropout, separable)
         self.project = ConvNormAct(channels[self.skip], skip_channels, 1)
         self.fuse = nn.Sequential(
-            ConvNormAct(decoder_channels + skip_channels, decoder_channels, 3),
-            ConvNormAct(decoder_channels, decoder_channels, 3),
+            conv_norm_act(decoder_channels + skip_channels, decoder_channels, 3, separable=separable),
+            conv_norm_act(decoder_channels, decoder_channels, 3, separable=separable),
         )
         self.classifier = nn.Conv2d(decoder_channels, num_classes, 1)
 

@@ -55,8 +55,9 @@ def test_predict_script_writes_palette_masks_and_overlays(tmp_path):
         assert mask.mode == "P" and mask.size == size and np.asarray(mask).max() < 3
         assert Image.open(tmp_path / "out" / f"{name}_overlay.jpg").size == size
     assert "wrote 2 masks" in result.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["expected.pt", "model.ckpt", "out", "photos"] or \
-        sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "out", "photos"]  # no predict.log, no .hydra
+    assert "engine onnxruntime" in result.stdout + result.stderr  # auto: the faster exact engine, said in the log
+    # no predict.log, no .hydra; the ONNX graph kept beside the checkpoint for the next call
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt", "onnx", "out", "photos"]
 
 
 def test_predict_writes_the_datasets_palette_and_overlays_16_bit_images(tmp_path):
@@ -81,3 +82,31 @@ def test_predict_writes_the_datasets_palette_and_overlays_16_bit_images(tmp_path
     assert [tuple(c) for c in colours] == CITYSCAPES
     overlay = np.array(Image.open(tmp_path / "out" / "tile_overlay.jpg"))
     assert 30 < overlay.mean() < 225  # the 16-bit band stretched for the eye, not clipped to white
+
+
+def test_two_processes_share_a_folder_through_lightnings_predict_loop_each_file_once(tmp_path):
+    saved_checkpoint(small_module(), tmp_path / "model.ckpt")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(5):
+        Image.fromarray((rng.random((30 + index, 41, 3)) * 255).astype(np.uint8)).save(photos / f"{index}.png")
+
+    def run(folder: str, *extra: str) -> str:
+        result = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt_path={tmp_path / 'model.ckpt'}",
+                                 f"input={photos}", f"output={tmp_path / folder}", *extra], cwd=tmp_path,
+                                env=subprocess_env(), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    shared = run("two", "trainer=ddp_sim", "trainer.strategy=ddp")  # two processes over gloo
+    counts = sorted(int(line.split("predicted ")[1].split()[0]) for line in shared.splitlines()
+                    if " of 2 predicted " in line)
+    assert counts == [2, 3]  # each process its own files: none twice, none left out
+    run("one")
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir()) and len(names) == 10
+    for name in names:
+        if name.endswith(".png"):
+            assert np.array_equal(np.asarray(Image.open(tmp_path / "one" / name)),
+                                  np.asarray(Image.open(tmp_path / "two" / name)))

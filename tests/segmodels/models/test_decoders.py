@@ -14,7 +14,7 @@ from segmodels import build_model, list_backbones, list_decoders
 from segmodels.cli.train import build_module
 from segmodels.models.decoders import DECODERS as DECODERS_INFO
 from segmodels.models.decoders.fcn import bilinear_kernel
-from tests.helpers import ROOT, backbone_families, compose_train
+from tests.helpers import ROOT, backbone_families, compose_train, count_parameters
 
 FAMILIES = backbone_families()
 DECODERS = list_decoders()
@@ -214,3 +214,26 @@ def test_torch_compile_gives_the_same_logits():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(torch.compile(model)(x), model(x), atol=1e-4)
+
+
+def test_deeplabv3plus_is_separable_by_default_and_a_plain_checkpoint_of_before_loads_as_it_was(tmp_path):
+    from segmodels import SegmentationModule
+    from tests.helpers import saved_checkpoint
+
+    separable = build_model("mobilenet_v2", "deeplabv3plus", 3, pretrained=False).decoder
+    depthwise = [m for m in separable.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == 5 and all(m.groups == m.in_channels for m in depthwise)  # 3 atrous ASPP + 2 in the decoder
+    plain = build_model("mobilenet_v2", "deeplabv3plus", 3, pretrained=False, decoder_kwargs={"separable": False})
+    assert count_parameters(separable) < count_parameters(plain.decoder) / 2
+
+    old = SegmentationModule(backbone="mobilenet_v2", decoder="deeplabv3plus", num_classes=3, pretrained=False,
+                             decoder_kwargs={"separable": False}).eval()
+    del old.hparams.decoder_kwargs["separable"]  # written before the option existed: its layout is the plain one
+    path = saved_checkpoint(old, tmp_path / "old.ckpt")
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        expected = old(x)
+        for loaded in (SegmentationModule.restore(str(path)), SegmentationModule.load_from_checkpoint(path).eval()):
+            assert torch.equal(loaded(x), expected)
+        old.save_pretrained(str(tmp_path / "folder"))
+        assert torch.equal(SegmentationModule.from_pretrained(str(tmp_path / "folder"))(x), expected)
