@@ -20,7 +20,8 @@ def main(cfg: DictConfig) -> float:
                        window_batch=cfg.window_batch, blend=cfg.blend, boundary_ratio=cfg.boundary_ratio,
                        bins=cfg.calibration_bins, worst=cfg.worst, device=cfg.device, trust_checkpoint=cfg.trust_checkpoint,
                        confusion_counts=cfg.confusion_counts, model=cfg.get("model"), engine=cfg.engine,
-                       providers=container(cfg.providers))
+                       providers=container(cfg.providers), fit=container(cfg.fit),
+                       protocol=container(cfg.protocol_record))
     print_evaluation(metrics, cfg.output_dir)
     return metrics["mIoU"]
 

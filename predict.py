@@ -24,7 +24,8 @@ def main(cfg: DictConfig) -> None:
                              overlap=cfg.overlap, trust_checkpoint=cfg.trust_checkpoint, stride=container(cfg.stride),
                              window_batch=cfg.window_batch, blend=cfg.blend, engine=cfg.engine, model=cfg.model,
                              stream=cfg.stream, probabilities=cfg.probabilities, bands=container(cfg.bands),
-                             block=cfg.block, providers=container(cfg.providers), trainer=trainer)
+                             block=cfg.block, providers=container(cfg.providers), fit=container(cfg.fit),
+                             trainer=trainer)
     rank_zero_only(print)(f"wrote {len(written)} masks to {cfg.output}")
 
 

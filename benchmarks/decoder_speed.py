@@ -6,7 +6,7 @@
 For each architecture (DeepLabV3+, FPN, UPerNet, SegFormer head) both models are trained by the same
 plain loop (AdamW, cross-entropy, the same batches from memory) and timed step by step, interleaved
 round by round after a warm-up, so machine noise hits both alike. The widths are set to match where
-the architectures allow (smp's defaults: 256/48 for DeepLabV3+ with plain ASPP convs, 256/128 for FPN,
+the architectures allow (smp's defaults: 256/48 for DeepLabV3+, separable in both, 256/128 for FPN,
 256 for UPerNet and SegFormer); the layers that still differ are listed in the JSON, and the training
 GFLOPs of one image (torch.utils.flop_counter, forward + backward) let the speeds be compared per FLOP.
 Needs the ``[benchmark]`` extra. Writes JSON and prints a table.
@@ -32,9 +32,10 @@ from segmodels import build_model  # noqa: E402
 # (16 for DeepLabV3+, 32 for the others)
 PAIRS = {
     "deeplabv3plus": (("deeplabv3plus", {"decoder_channels": 256, "skip_channels": 48}),
-                      ("DeepLabV3Plus", {"decoder_channels": 256, "decoder_aspp_separable": False}),
-                      "smp: one depthwise-separable 3x3 conv after the concatenation (ours: two plain 3x3); "
-                      "ours: no BatchNorm in image pooling"),
+                      ("DeepLabV3Plus", {"decoder_channels": 256}),
+                      "both depthwise-separable in ASPP and the decoder (the defaults); smp: one separable 3x3 conv "
+                      "after the concatenation (ours: two, the paper's), no BatchNorm and ReLU between depthwise and "
+                      "pointwise; ours: no BatchNorm in image pooling"),
     "fpn": (("fpn", {"pyramid_channels": 256, "decoder_channels": 128}),
             ("FPN", {"decoder_pyramid_channels": 256, "decoder_segmentation_channels": 128}),
             "ours: the 3x3 output conv on each pyramid map (Lin et al.; detectron2's Panoptic FPN), which smp omits; "

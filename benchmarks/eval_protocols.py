@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--ckpt", required=True)
     parser.add_argument("--large-size", type=int, default=256)
     parser.add_argument("--large-images", type=int, default=24)
+    parser.add_argument("--engine", default="torch", help="what runs the model (segmodels.io.engines): torch, as the "
+                                                          "published table was measured, or onnxruntime, compile, auto")
     parser.add_argument("--out", default="benchmarks/results/eval_protocols.json")
     args = parser.parse_args()
     module = SegmentationModule.restore(args.ckpt)
@@ -52,9 +54,9 @@ def main() -> None:
                 f"generated test ({args.large_size} px)": ({**demo, "root": str(large_root), "image_size": args.large_size,
                                                             "val_batch_size": 1}, args.large_size)}
         for name, (dataset, size) in sets.items():
-            evaluate(args.ckpt, Path(scratch) / "warmup", dataset=dataset, worst=0)  # caches, allocator, threads
+            evaluate(args.ckpt, Path(scratch) / "warmup", dataset=dataset, worst=0, engine=args.engine)  # caches, allocator, threads
             for protocol, options in protocols(size).items():
-                metrics = evaluate(args.ckpt, Path(scratch) / "run", dataset=dataset, worst=0, **options)
+                metrics = evaluate(args.ckpt, Path(scratch) / "run", dataset=dataset, worst=0, engine=args.engine, **options)
                 rows.append({"dataset": name, "protocol": protocol, "images": metrics["images"],
                              "seconds_per_image": metrics["seconds_per_image"], "mIoU": metrics["mIoU"],
                              "mean_boundary_iou": metrics["mean_boundary_iou"], "ece": metrics["ece"]})

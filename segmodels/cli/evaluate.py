@@ -120,9 +120,13 @@ def evaluate(
     model: str | None = None,
     engine: str = "auto",
     providers: Sequence[str] | None = None,
+    fit: Sequence[int] | None = None,
+    protocol: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Scores of ``ckpt_path`` (a .ckpt) or ``model`` (a model folder, ours or a transformers one) on ``split``; writes
-    the files into ``output_dir`` and returns metrics.json's content."""
+    the files into ``output_dir`` and returns metrics.json's content. ``fit``, ``scales``, ``flip`` and the window
+    options are those of ``models.inference.predict_probabilities``; ``protocol`` (a preset's name and source) is
+    recorded beside them."""
     scales = check_scales(scales)
     if (ckpt_path is None) == (model is None):
         raise ValueError(f"give one of ckpt_path=<.ckpt file> or model=<model folder> (got ckpt_path={ckpt_path}, "
@@ -154,7 +158,7 @@ def evaluate(
         raw = batch["image"]
         images, masks = data.normalize(raw.to(device)), batch["mask"].to(device).long()
         probabilities = predict_probabilities(runner, images, flip=flip, tile=tile, overlap=overlap, scales=scales,
-                                              stride=stride, window_batch=window_batch, blend=blend)
+                                              stride=stride, window_batch=window_batch, blend=blend, fit=fit)
         scores.update(probabilities, masks)
         predictions = probabilities.argmax(dim=1)
         batch_confusions = confusion_per_image(predictions, masks, num_classes, ignore).cpu()  # one copy a batch
@@ -173,7 +177,7 @@ def evaluate(
     metrics = {
         "checkpoint": str(ckpt_path or model), "split": split, "dataset": str(data.root), "images": seen,
         "engine": engine,
-        "protocol": {"scales": scales, "flip": flip, "tile": tile, "overlap": overlap if tile and not stride else None,
+        "protocol": {**(protocol or {}), "fit": list(fit) if fit else None, "scales": scales, "flip": flip, "tile": tile, "overlap": overlap if tile and not stride else None,
                      "stride": stride, "blend": blend if tile else None,
                      "boundary_ratio": boundary_ratio, "calibration_bins": bins},
         "seconds": seconds, "seconds_per_image": seconds / max(1, seen), "data_differs_from_training": differences,

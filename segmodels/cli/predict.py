@@ -118,6 +118,9 @@ class FilePredictor(L.LightningModule):
         options = self.options
         windows = {k: options[k] for k in ("tile", "overlap", "stride", "window_batch", "blend", "flip")}
         if item.get("stream"):
+            if options["fit"]:
+                raise ValueError(f"{item['path']}: fit={options['fit']} resizes a whole image, which a raster "
+                                 f"predicted window by window never is; leave fit unset or set stream=never")
             target = self.target / f"{item['path'].stem}.tif"
             predict_raster(self.runner, self.module, item["path"], target, probabilities=options["probabilities"],
                            bands=options["bands"], block=options["block"], model_key=options["model_key"],
@@ -129,7 +132,7 @@ class FilePredictor(L.LightningModule):
         array = image[..., None] if image.ndim == 2 else image
         x = Normalization(self.module.mean, self.module.std)(
             torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].to(self.device))
-        probabilities = predict_probabilities(self.runner, x, **windows)
+        probabilities = predict_probabilities(self.runner, x, fit=options["fit"], **windows)
         mask = probabilities.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
         return {**item, "mask": mask}
 
@@ -179,7 +182,7 @@ def predict_folder(ckpt_path: str | None, input: str, output: str, flip: bool = 
                    overlap: float = 0.25, device: str = "auto", trust_checkpoint: bool = False, stride=None,
                    window_batch: int = 4, blend: str = "uniform", engine: str = "auto", model: str | None = None,
                    stream: str = "auto", probabilities: bool = False, bands: Sequence[int] | None = None,
-                   block: int = 256, providers: Sequence[str] | None = None,
+                   block: int = 256, providers: Sequence[str] | None = None, fit: Sequence[int] | None = None,
                    trainer: L.Trainer | None = None) -> list[Path]:
     """Masks of ``input`` (an image or a folder) from ``ckpt_path`` (a .ckpt) or ``model`` (a model folder) in
     ``output``; ``trainer`` (default: one process on ``device``) runs Lightning's predict loop. Returns the files this
@@ -201,7 +204,7 @@ def predict_folder(ckpt_path: str | None, input: str, output: str, flip: bool = 
     trainer.callbacks.append(writer)
     job = FilePredictor(module, Path(model or ckpt_path), target, engine, providers, flip=flip, tile=tile,
                         overlap=overlap, stride=stride, window_batch=window_batch, blend=blend,
-                        probabilities=probabilities, bands=bands, block=block,
+                        probabilities=probabilities, bands=bands, block=block, fit=fit,
                         model_key=weights_key(module.model, dict(module.hparams), None))
     loader = DataLoader(ImageFiles(files, module.hparams.in_channels, stream), batch_size=None)
     trainer.predict(job, dataloaders=loader, return_predictions=False)

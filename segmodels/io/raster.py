@@ -1,9 +1,10 @@
 """Prediction of rasters larger than memory: a GeoTIFF (or any TIFF GDAL reads) in, a georeferenced, tiled,
 compressed GeoTIFF of class indices out, read and written band of rows by band of rows.
 
-The sliding windows are those of ``models.inference`` (the same grid, blend weights and order of additions, so the
-class map equals the in-memory path's): one row of windows is read as a strip (rasterio windowed reads), predicted
-``window_batch`` windows at a time, and added into a float32 buffer of the strip's rows; rows no later window row can
+The sliding windows are those of ``models.inference`` (the same grid, blend weights and order of additions of
+logits, so the class map equals the in-memory path's; ``flip`` mirrors each window rather than the whole image): one
+row of windows is read as a strip (rasterio windowed reads), predicted ``window_batch`` windows at a time, and their
+logits added into a float32 buffer of the strip's rows; rows no later window row can
 reach are final, turned into classes, and written to the output in whole blocks. Memory is bounded by the strip
 (window height x image width x classes) and the batch, never by the image's height. Pixels the source marks as
 nodata (its nodata value, alpha band or mask) are written as nodata, and windows holding nothing else are skipped.
@@ -71,6 +72,17 @@ def has_mask(source) -> bool:
     return any(MaskFlags.all_valid not in flags for flags in source.mask_flag_enums)
 
 
+def readable(path: Path, height: int, width: int) -> bool:
+    """Whether GDAL opens ``path`` as a raster of this size (an unfinished output worth resuming)."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as raster:
+            return (raster.height, raster.width) == (height, width)
+    except rasterio.errors.RasterioIOError:
+        return False
+
+
 def output_profile(source, classes: int, block: int) -> dict:
     dtype, nodata = ("uint8", NODATA) if classes < NODATA else ("uint16", 65535)
     return {"driver": "GTiff", "height": source.height, "width": source.width, "count": 1, "dtype": dtype,
@@ -130,6 +142,10 @@ def predict_raster(
         partial = target.with_name(target.name + ".partial")
         partial_probabilities = target.with_name(f"{target.stem}_probabilities.tif.partial")
         done = record.rows_done() if partial.is_file() else 0
+        if done and not readable(partial, height, width):
+            log.warning("%s: the unfinished output %s cannot be read (killed while writing?); starting again", path,
+                        partial)
+            done = 0
         if not done:
             target.parent.mkdir(parents=True, exist_ok=True)
             with rasterio.open(partial, "w", **profile) as output:
@@ -168,9 +184,9 @@ def predict_raster(
             for first in range(0, len(lefts_used), window_batch):
                 chunk = lefts_used[first:first + window_batch]
                 crops = normalize(torch.stack([strip[:, :, left:left + window[1]] for left in chunk]))
-                scores = runner(crops).float().softmax(dim=1)
-                if flip:
-                    scores = (scores + runner(crops.flip(-1)).float().softmax(dim=1).flip(-1)) / 2
+                scores = runner(crops).float()
+                if flip:  # each window and its mirror image, logits averaged
+                    scores = (scores + runner(crops.flip(-1)).float().flip(-1)) / 2
                 for index, left in enumerate(chunk):
                     buffer[:, :, left:left + window[1]] += scores[index] * weights[0]
                     counts[:, :, left:left + window[1]] += weights[0]
@@ -178,7 +194,7 @@ def predict_raster(
             seen += len(lefts)
             finished = slice(max(top, written) - buffer_top, final - buffer_top)
             if finished.stop > finished.start:
-                averaged = buffer[:, finished] / counts[:, finished].clamp(min=1e-12)
+                averaged = (buffer[:, finished] / counts[:, finished].clamp(min=1e-12)).softmax(dim=0)
                 labels = averaged.argmax(0).numpy().astype(profile["dtype"])
                 empty = (counts[0, finished] == 0).numpy()
                 if valid is not None:

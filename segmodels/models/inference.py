@@ -1,7 +1,8 @@
 """Inference beyond one forward pass: several scales, flip test-time augmentation and sliding windows.
 
-Several scales and flip are mmsegmentation's "ms+flip" protocol: the image is resized by each factor, the
-softmax of each (and of its mirror image) is resized back to the original size, and all are averaged.
+Several scales and flip are mmsegmentation's "ms+flip" protocol: the image is resized by each factor, the logits
+of each (and of its mirror image) are resized back to the original size, and their softmaxes are averaged; windows
+average logits, as mmsegmentation's ``slide_inference``.
 """
 from __future__ import annotations
 
@@ -65,27 +66,47 @@ def blend_weights(height: int, width: int, blend: str, device: torch.device) -> 
     return (weights / weights.max()).clamp(min=1e-3)[None, None]
 
 
+def fitted_size(height: int, width: int, fit: Sequence[int]) -> tuple[int, int]:
+    """The size mmsegmentation's ``Resize(scale=(long, short), keep_ratio=True)`` gives an image: the largest that
+    fits a ``long`` x ``short`` box in either orientation (mmcv's ``rescale_size``: the factor is
+    min(long / longer side, short / shorter side), up or down, and sides are rounded half up). detectron2's
+    ``ResizeShortestEdge(short, max_size=long)`` (Mask2Former's test resize) gives the same factor."""
+    long, short = pair(fit, "fit")
+    factor = min(max(long, short) / max(height, width), min(long, short) / min(height, width))
+    return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
 @torch.no_grad()
 def predict_probabilities(
     model: nn.Module, images: torch.Tensor, flip: bool = False, tile: int | Sequence[int] | None = None,
     overlap: float = 0.25, scales: Sequence[float] = (1.0,), stride: int | Sequence[int] | None = None,
-    window_batch: int = 4, blend: str = "uniform",
+    window_batch: int = 4, blend: str = "uniform", fit: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """(N, C, H, W) class probabilities at the images' size; ``scales`` and ``flip`` average over resized and
-    mirrored copies, ``tile`` slides a window (``tile`` or [height, width]) over images larger than it, every
-    ``stride`` pixels (or [h, w]; default: the window less ``overlap``), ``window_batch`` windows per forward pass,
-    the overlaps averaged with ``blend`` weights."""
+    """(N, C, H, W) class probabilities at the images' size. ``fit`` ([long, short]) first resizes each image to
+    fit that box, keeping its ratio (``fitted_size``); ``scales`` multiply that size and ``flip`` adds the mirror
+    image; ``tile`` slides a window (``tile`` or [height, width]) over an image larger than it, every ``stride``
+    pixels (or [h, w]; default: the window less ``overlap``), ``window_batch`` windows per forward pass.
+
+    As mmsegmentation's ``slide_inference`` and test-time augmentation: windows average logits (weighted by
+    ``blend``), each augmented copy's logits are resized to the image's size before the softmax, and the copies'
+    probabilities are averaged."""
     height, width = images.shape[-2:]
-    total = None
+    base = fitted_size(height, width, fit) if fit else (height, width)
+    total, copies = None, 0
     for scale in check_scales(scales):
-        resized = images if scale == 1 else F.interpolate(
-            images, size=(max(1, round(height * scale)), max(1, round(width * scale))), mode="bilinear",
-            align_corners=False)
-        probabilities = _one_scale(model, resized, flip, tile, overlap, stride, window_batch, blend)
-        if scale != 1:
-            probabilities = F.interpolate(probabilities, size=(height, width), mode="bilinear", align_corners=False)
-        total = probabilities if total is None else total + probabilities
-    return total / len(scales) if len(scales) > 1 else total
+        size = base if scale == 1 else (max(1, round(base[0] * scale)), max(1, round(base[1] * scale)))
+        resized = images if size == (height, width) else F.interpolate(images, size=size, mode="bilinear",
+                                                                        align_corners=False)
+        for mirrored in (False, True) if flip else (False,):
+            logits = sliding_logits(model, resized.flip(-1) if mirrored else resized, tile, overlap, stride,
+                                    window_batch, blend)
+            logits = logits.flip(-1) if mirrored else logits
+            if logits.shape[-2:] != (height, width):
+                logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+            probabilities = logits.softmax(dim=1)
+            total = probabilities if total is None else total + probabilities
+            copies += 1
+    return total / copies if copies > 1 else total
 
 
 def window_grid(height: int, width: int, tile: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, int]]:
@@ -95,21 +116,16 @@ def window_grid(height: int, width: int, tile: tuple[int, int], stride: tuple[in
             for left in window_starts(width, tile[1], stride[1])]
 
 
-def _one_scale(model: nn.Module, images: torch.Tensor, flip: bool, tile, overlap: float, stride, window_batch: int,
-               blend: str) -> torch.Tensor:
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        probabilities = model(x).float().softmax(dim=1)
-        if flip:
-            probabilities = (probabilities + model(x.flip(-1)).float().softmax(dim=1).flip(-1)) / 2
-        return probabilities
-
+def sliding_logits(model: nn.Module, images: torch.Tensor, tile, overlap: float, stride, window_batch: int,
+                   blend: str) -> torch.Tensor:
+    """Float logits of ``images``: one forward pass, or windows averaged as mmsegmentation's ``slide_inference``
+    (weighted by ``blend``)."""
     height, width = images.shape[-2:]
     if not tile:
-        return forward(images)
+        return model(images).float()
     tile = pair(tile, "tile")
     if height <= tile[0] and width <= tile[1]:
-        return forward(images)
+        return model(images).float()
     stride = pair(stride, "stride") if stride else tuple(max(1, int(t * (1 - overlap))) for t in tile)
     if window_batch < 1:
         raise ValueError(f"window_batch={window_batch}: give 1 or more windows per forward pass")
@@ -121,11 +137,11 @@ def _one_scale(model: nn.Module, images: torch.Tensor, flip: bool, tile, overlap
     for first in range(0, len(grid), window_batch):
         chunk = grid[first:first + window_batch]
         crops = torch.cat([images[..., top:top + window[0], left:left + window[1]] for top, left in chunk])
-        probabilities = forward(crops)
+        logits = model(crops).float()
         if total is None:
-            total = torch.zeros(batch, probabilities.shape[1], height, width, device=images.device)
+            total = torch.zeros(batch, logits.shape[1], height, width, device=images.device)
         for index, (top, left) in enumerate(chunk):
-            part = probabilities[index * batch:(index + 1) * batch]
+            part = logits[index * batch:(index + 1) * batch]
             total[..., top:top + window[0], left:left + window[1]] += part * weights
             counts[..., top:top + window[0], left:left + window[1]] += weights
     return total / counts

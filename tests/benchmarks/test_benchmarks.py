@@ -31,14 +31,17 @@ def test_train_step_benchmark_compares_lightning_with_a_plain_loop(tmp_path):
     assert "step/plain" in result.stdout
 
 
-def test_inference_benchmark_times_each_variant(tmp_path):
+def test_inference_benchmark_times_each_engine_and_the_window_batches(tmp_path):
     out = tmp_path / "inference.json"
-    result = run("inference.py", "--pairs", "resnet18:unet", "--size", "64", "--warmup", "1", "--repeats", "2",
-                 "--no-compile", "--cpu-bf16", "--out", str(out))
+    result = run("inference.py", "--sizes", "64", "--batches", "2", "--rounds", "2", "--warmup", "1", "--no-compile",
+                 "--window-image", "96", "--window-rounds", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
-    (row,) = json.loads(out.read_text())["results"]
-    assert {"fp32", "channels_last", "channels_last+bf16"} <= set(row)
-    assert all(row[v]["images_per_s"] > 0 for v in ("fp32", "channels_last", "channels_last+bf16"))
+    rows = json.loads(out.read_text())["results"]
+    speed, windows = rows[0], rows[1:]
+    assert {"torch", "torch+channels_last", "onnxruntime"} <= set(speed) and len(speed["onnxruntime"]["seconds"]) == 2
+    assert speed["torch"]["vs_torch"] == 1.0 and speed["onnxruntime"]["images_per_s"] > 0
+    assert [row["engine"] for row in windows] == ["torch", "onnxruntime"]
+    assert all(row["window_batch_1"]["vs_window_batch_1"] == 1.0 for row in windows)
 
 
 def test_leakage_hash_benchmark_times_the_check(tmp_path):

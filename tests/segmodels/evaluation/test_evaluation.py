@@ -25,12 +25,16 @@ def test_one_image_scores_by_hand():
 
 def test_evaluate_at_one_scale_equals_train_py_test_scores_exactly(trained_run, tmp_path):
     run, trained = trained_run
-    metrics = evaluate(trained["best_checkpoint"], tmp_path, split="test")
+    metrics = evaluate(trained["best_checkpoint"], tmp_path / "torch", split="test", engine="torch")
     for name in ("mIoU", "pixel_accuracy", "mean_accuracy", "mean_dice", "mean_boundary_iou", "ece"):
         assert metrics[name] == trained[f"test/{name}"], name
     assert metrics["iou"] == trained["test/iou"] and metrics["confusion"] == trained["test/confusion"]
     assert metrics["boundary_iou"] == trained["test/boundary_iou"]
-    assert metrics["images"] == 4 and metrics["protocol"]["scales"] == [1.0]
+    assert metrics["images"] == 4 and metrics["protocol"]["scales"] == [1.0] and metrics["engine"] == "torch"
+    # the default engine (ONNX Runtime here): the same class maps, probabilities within 1e-4
+    fast = evaluate(trained["best_checkpoint"], tmp_path / "auto", split="test")
+    assert fast["engine"] == "onnxruntime" and fast["confusion"] == metrics["confusion"]
+    assert fast["ece"] == pytest.approx(metrics["ece"], abs=1e-4)
 
 
 def test_evaluate_py_multi_scale_flip_and_sliding_windows_write_every_file(trained_run, tmp_path):

@@ -102,3 +102,41 @@ def test_a_job_killed_between_bands_resumes_where_it_stopped(tmp_path):
     with rasterio.open(target) as out, rasterio.open(reference) as expected:
         assert np.array_equal(out.read(1), expected.read(1))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["scene.tif"]
+
+
+def test_predict_py_killed_mid_raster_resumes_and_writes_the_uninterrupted_result(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import ROOT, saved_checkpoint, subprocess_env
+
+    module, data = small_module(), pixels(3000, 64)
+    saved_checkpoint(module, tmp_path / "model.ckpt")
+    (tmp_path / "in").mkdir()
+    geotiff(tmp_path / "in" / "strip.tif", data)  # georeferenced: stream=auto predicts it window by window
+    command = [sys.executable, str(ROOT / "predict.py"), f"ckpt_path={tmp_path / 'model.ckpt'}",
+               f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}", "tile=32", "stride=32", "window_batch=1",
+               "block=16", "engine=torch"]
+    record = tmp_path / "out" / "strip.tif.progress.json"
+    job = subprocess.Popen(command, cwd=tmp_path, env=subprocess_env(), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and job.poll() is None:
+        if record.is_file() and json.loads(record.read_text())["rows"] >= 32:
+            job.send_signal(signal.SIGKILL)  # between bands: nothing of Python's runs after this
+            break
+        time.sleep(0.002)
+    assert job.wait(60) == -signal.SIGKILL, "the job ended before it could be killed"
+    rows = json.loads(record.read_text())["rows"]
+    assert 32 <= rows < 3000 and not (tmp_path / "out" / "strip.tif").exists()
+
+    result = subprocess.run(command, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming at row {rows} of 3000" in result.stdout + result.stderr
+    expected = predict_raster(Counting(module.model), module, tmp_path / "in" / "strip.tif", tmp_path / "whole.tif",
+                              tile=32, stride=32, window_batch=1, block=16)
+    with rasterio.open(tmp_path / "out" / "strip.tif") as out, rasterio.open(expected) as whole:
+        assert out.crs == whole.crs and np.array_equal(out.read(1), whole.read(1))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["strip.tif"]

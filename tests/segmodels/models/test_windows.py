@@ -47,13 +47,15 @@ def test_overlaps_average_with_the_blend_weights(blend):
     images = torch.zeros(1, 1, 4, 12)
     probabilities = predict_probabilities(WindowPosition(), images, tile=[4, 8], stride=[4, 4], blend=blend)
     weights = blend_weights(4, 8, blend, torch.device("cpu"))[0, 0, 0]
-    p_first, p_second = (1 / (1 + math.exp(-(column / 7))) for column in (6, 2))  # softmax of [ramp, 0]
+    l_first, l_second = 6 / 7, 2 / 7  # class 0's logit in each window (class 1's is 0)
     w_first, w_second = float(weights[6]), float(weights[2])
-    expected = (w_first * p_first + w_second * p_second) / (w_first + w_second)
+    # mmsegmentation's slide_inference: the windows' logits averaged (here weighted), then the softmax
+    logit = (w_first * l_first + w_second * l_second) / (w_first + w_second)
+    expected = 1 / (1 + math.exp(-logit))
     assert float(probabilities[0, 0, 0, 6]) == pytest.approx(expected, abs=1e-6)
     assert float(probabilities[0, 0, 0, 0]) == pytest.approx(0.5, abs=1e-6)  # one window only: its own value
     if blend == "uniform":
-        assert expected == pytest.approx((p_first + p_second) / 2)
+        assert expected == pytest.approx(1 / (1 + math.exp(-(l_first + l_second) / 2)))
     else:  # the edges count less than the centre
         assert float(weights[0]) < float(weights[3]) and float(weights[7]) < float(weights[4])
 
