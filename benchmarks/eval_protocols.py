@@ -54,9 +54,11 @@ def main() -> None:
                 f"generated test ({args.large_size} px)": ({**demo, "root": str(large_root), "image_size": args.large_size,
                                                             "val_batch_size": 1}, args.large_size)}
         for name, (dataset, size) in sets.items():
-            evaluate(args.ckpt, Path(scratch) / "warmup", dataset=dataset, worst=0, engine=args.engine)  # caches, allocator, threads
+            # caches, allocator, threads
+            evaluate(args.ckpt, Path(scratch) / "warmup", dataset=dataset, worst=0, engine=args.engine)
             for protocol, options in protocols(size).items():
-                metrics = evaluate(args.ckpt, Path(scratch) / "run", dataset=dataset, worst=0, engine=args.engine, **options)
+                metrics = evaluate(args.ckpt, Path(scratch) / "run", dataset=dataset, worst=0, engine=args.engine,
+                                   **options)
                 rows.append({"dataset": name, "protocol": protocol, "images": metrics["images"],
                              "seconds_per_image": metrics["seconds_per_image"], "mIoU": metrics["mIoU"],
                              "mean_boundary_iou": metrics["mean_boundary_iou"], "ece": metrics["ece"]})

@@ -6,8 +6,8 @@ several sizes and batches, and the gain of batching sliding windows over a large
     python benchmarks/inference.py --pair resnet50:unet --device cuda
 
 Engines (``segmodels.io.engines``, what ``engine=`` picks in predict.py and evaluate.py): ``torch`` (eager, NCHW),
-``torch+channels_last`` (eager, NHWC), ``compile`` (torch.compile, NHWC), ``torch+channels_last+bf16`` (autocast; on CUDA, or with ``--bf16``) and
-``onnxruntime`` (the graph export.py's
+``torch+channels_last`` (eager, NHWC), ``compile`` (torch.compile, NHWC), ``torch+channels_last+bf16`` (autocast;
+on CUDA, or with ``--bf16``) and ``onnxruntime`` (the graph export.py's
 code writes, CPU provider unless ``--providers``). For each size and batch the engines run in turns, one timed call
 each per round after a warm-up, so machine noise hits them alike; the figure is the median over rounds and the
 ratio to ``torch`` comes with its spread (lowest..highest ratio of one round). The window rows time
@@ -137,9 +137,9 @@ def main() -> None:
                                                  "vs_window_batch_1": statistics.median(ratios),
                                                  "spread": spread(ratios)}
                 results.append(row)
-                print(f"windows {name}: " + "  ".join(
-                    f"batch {wb} {row[f'window_batch_{wb}']['seconds']:.1f} s x{row[f'window_batch_{wb}']['vs_window_batch_1']:.2f}"
-                    for wb in seconds), flush=True)
+                cells = [row[f"window_batch_{wb}"] for wb in seconds]
+                print(f"windows {name}: " + "  ".join(f"batch {wb} {cell['seconds']:.1f} s x{cell['vs_window_batch_1']:.2f}"
+                                                      for wb, cell in zip(seconds, cells)), flush=True)
     write_results(args, results, device)
     print(f"wrote {args.out}")
 

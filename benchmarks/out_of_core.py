@@ -8,7 +8,8 @@ strip so that making it needs little memory either. The model is the default run
 + U-Net, 4 classes) with random weights, saved as a model folder. predict.py runs in a child process under
 ``/usr/bin/time -v`` (its peak resident memory) with 512 x 512 windows at the default overlap, ``--window-batch``
 (1) and the default engine; the output's CRS, transform and tiling are read back and checked. ``--in-memory N`` also runs
-``stream=never`` on images up to N pixels a side (the whole image and a float32 classes x H x W sum in memory) and checks that both class maps agree.
+``stream=never`` on images up to N pixels a side (the whole image and a float32 classes x H x W sum in memory) and
+checks that both class maps agree.
 Writes JSON, prints a table.
 """
 from __future__ import annotations

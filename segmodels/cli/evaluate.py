@@ -177,7 +177,8 @@ def evaluate(
     metrics = {
         "checkpoint": str(ckpt_path or model), "split": split, "dataset": str(data.root), "images": seen,
         "engine": engine,
-        "protocol": {**(protocol or {}), "fit": list(fit) if fit else None, "scales": scales, "flip": flip, "tile": tile, "overlap": overlap if tile and not stride else None,
+        "protocol": {**(protocol or {}), "fit": list(fit) if fit else None, "scales": scales, "flip": flip,
+                     "tile": tile, "overlap": overlap if tile and not stride else None,
                      "stride": stride, "blend": blend if tile else None,
                      "boundary_ratio": boundary_ratio, "calibration_bins": bins},
         "seconds": seconds, "seconds_per_image": seconds / max(1, seen), "data_differs_from_training": differences,
