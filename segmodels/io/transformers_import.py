@@ -224,3 +224,90 @@ def segformer(config: dict[str, Any], path: Path) -> Plan:
     return Plan(arch, "segformer", {"norm_eps": 1e-5, "drop_path_rate": config.get("drop_path_rate", 0.1)},
                 {"decoder_channels": config.get("decoder_hidden_size", 256),
                  "dropout": config.get("classifier_dropout_prob", 0.1)}, rename)
+
+
+CONVNEXT_STEM = {"embeddings.patch_embeddings": "net.stem_0", "embeddings.layernorm": "net.stem_1"}
+CONVNEXT_LAYER = {"dwconv": "conv_dw", "layernorm": "norm", "pwconv1": "mlp.fc1", "pwconv2": "mlp.fc2",
+                  "layer_scale_parameter": "gamma"}
+
+
+def convnext_backbone(config: dict[str, Any], path: Path) -> tuple[dict[str, Any], Callable[[str], str | None]]:
+    """transformers' ``ConvNextBackbone`` as timm's ConvNeXt (``model_kwargs`` give its depths and widths) with a
+    LayerNorm on each output (``out_norm``, transformers' ``hidden_states_norms``); and the renaming of one tensor
+    name (without ``backbone.``), None for a name it does not know."""
+    backbone = config.get("backbone_config") or {}
+    require(backbone, path, {"model_type": "convnext", "num_stages": 4, "patch_size": 4, "hidden_act": "gelu",
+                             "out_features": ["stage1", "stage2", "stage3", "stage4"]})
+    if not backbone.get("layer_scale_init_value", 1e-6):
+        raise ArchitectureMismatch(f"{path}: a ConvNeXt without layer scale (layer_scale_init_value 0) is not built "
+                                   f"here")
+    kwargs = {"model_name": "convnext_tiny", "out_norm": True,
+              "model_kwargs": {"depths": list(backbone["depths"]), "dims": list(backbone["hidden_sizes"]),
+                               "conv_mlp": False, "drop_path_rate": backbone.get("drop_path_rate", 0.0)}}
+
+    def rename(key: str) -> str | None:
+        module, _, name = key.rpartition(".")
+        if module in CONVNEXT_STEM:
+            return f"{CONVNEXT_STEM[module]}.{name}"
+        found = re.match(r"encoder\.stages\.(\d+)\.downsampling_layer\.(\d)\.(weight|bias)$", key)
+        if found:
+            return f"net.stages_{found.group(1)}.downsample.{found.group(2)}.{found.group(3)}"
+        found = re.match(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.(\w+)(\.weight|\.bias)?$", key)
+        if found and found.group(3) in CONVNEXT_LAYER:
+            return (f"net.stages_{found.group(1)}.blocks.{found.group(2)}.{CONVNEXT_LAYER[found.group(3)]}"
+                    f"{found.group(4) or ''}")
+        found = re.match(r"hidden_states_norms\.stage(\d)\.(weight|bias)$", key)
+        if found:
+            return f"norms.{int(found.group(1)) - 1}.{found.group(2)}"
+        return None
+
+    return kwargs, rename
+
+
+UPERNET_MODULE = {"bottleneck": "bottleneck", "fpn_bottleneck": "fuse"}
+CONV_NORM = {"conv": "0", "batch_norm": "1"}  # transformers' UperNetConvModule -> our ConvNormAct
+
+
+@IMPORTERS.register("UperNetForSemanticSegmentation")
+def upernet(config: dict[str, Any], path: Path) -> Plan:
+    """UperNet (a ConvNeXt backbone + transformers' UperNetHead, mmsegmentation's UPerHead): our ``upernet`` with
+    BatchNorm in the 1x1 pooling branch (``pool_norm``) on timm's ConvNeXt with output norms. The FCN auxiliary head
+    exists for training only and is dropped."""
+    kind = (config.get("backbone_config") or {}).get("model_type")
+    if kind != "convnext":
+        raise ArchitectureMismatch(f"{path}: UperNet on a {kind} backbone cannot be imported yet; importable: convnext")
+    backbone_kwargs, rename_backbone = convnext_backbone(config, path)
+    require(config, path, {"pool_scales": [1, 2, 3, 6]})
+
+    def rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        ours = {}
+        for key, value in state.items():
+            if key.startswith("backbone."):
+                local = rename_backbone(key.removeprefix("backbone."))
+                ours[f"backbone.{local}" if local else key] = value
+                continue
+            local = key.removeprefix("decode_head.")
+            found = re.match(r"(bottleneck|fpn_bottleneck)\.(conv|batch_norm)\.(\w+)$", local)
+            if found:
+                ours[f"decoder.{UPERNET_MODULE[found.group(1)]}.{CONV_NORM[found.group(2)]}.{found.group(3)}"] = value
+                continue
+            found = re.match(r"(lateral_convs|fpn_convs)\.(\d+)\.(conv|batch_norm)\.(\w+)$", local)
+            if found:
+                module = "lateral" if found.group(1) == "lateral_convs" else "output"
+                ours[f"decoder.{module}.{found.group(2)}.{CONV_NORM[found.group(3)]}.{found.group(4)}"] = value
+                continue
+            found = re.match(r"psp_modules\.(\d+)\.1\.(conv|batch_norm)\.(\w+)$", local)
+            if found:
+                ours[f"decoder.pooling.branches.{found.group(1)}.project.{CONV_NORM[found.group(2)]}.{found.group(3)}"] \
+                    = value
+                continue
+            if local.startswith("classifier."):
+                ours[f"decoder.{local}"] = value
+                continue
+            ours[key] = value  # named as unmapped
+        return ours
+
+    notes = ["the FCN auxiliary head (auxiliary_head.*) exists for training only and was dropped"] \
+        if config.get("use_auxiliary_head", True) else []
+    return Plan("timm", "upernet", backbone_kwargs, {"decoder_channels": config.get("hidden_size", 512),
+                                                     "pool_norm": True}, rename, ("auxiliary_head.",), notes)

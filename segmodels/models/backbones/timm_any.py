@@ -10,6 +10,8 @@ from functools import partial
 
 import timm
 import torch
+from timm.layers import LayerNorm2d
+from torch import nn
 
 from datamodules.normalization import IMAGENET_MEAN, IMAGENET_STD
 
@@ -20,11 +22,16 @@ from .weights import PretrainedWeightsUnavailable
 
 
 class TimmBackbone(Backbone):
+    """``out_norm``: a LayerNorm (channels, epsilon 1e-6) on each level, as mmsegmentation's ConvNeXt and Swin and
+    transformers' ``*Backbone`` classes normalise their outputs (an imported UperNet needs it); ``model_kwargs``:
+    more arguments for ``timm.create_model`` (e.g. ``depths`` and ``dims`` of a ConvNeXt)."""
+
     def __init__(self, model_name: str = "convnext_tiny", pretrained: bool = True, in_channels: int = 3,
-                 weights: str | None = None, out_indices: list[int] | None = None, output_stride: int = 32) -> None:
+                 weights: str | None = None, out_indices: list[int] | None = None, output_stride: int = 32,
+                 out_norm: bool = False, model_kwargs: dict | None = None) -> None:
         super().__init__()
         check_output_stride(model_name, output_stride)
-        options = {"features_only": True, "in_chans": in_channels}
+        options = {"features_only": True, "in_chans": in_channels, **(model_kwargs or {})}
         if output_stride != 32:  # timm dilates the later stages of the models that support it
             options["output_stride"] = output_stride
         if out_indices is not None:
@@ -48,9 +55,11 @@ class TimmBackbone(Backbone):
         self.strides = self.net.feature_info.reduction()
         config = self.net.pretrained_cfg
         self.mean, self.std = tuple(config.get("mean", IMAGENET_MEAN)), tuple(config.get("std", IMAGENET_STD))
+        self.norms = nn.ModuleList(LayerNorm2d(c, eps=1e-6) for c in self.channels) if out_norm else None
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.net(x)
+        levels = self.net(x)
+        return [norm(level) for norm, level in zip(self.norms, levels)] if self.norms is not None else levels
 
 
 def resolve_timm(name: str):

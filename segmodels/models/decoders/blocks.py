@@ -53,13 +53,14 @@ class PooledBranch(nn.Module):
 
     The 1x1 branch (image-level features) has a biased conv and no BatchNorm: a statistic over one value
     per image fails on a batch of one and is noise on small batches. mmsegmentation and torchvision put a
-    BatchNorm there and cannot train on a batch of one image.
+    BatchNorm there and cannot train on a batch of one image; ``norm=True`` builds it their way (a checkpoint
+    trained with it, such as an imported UperNet, needs it).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, bins: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, bins: int, norm: bool = False) -> None:
         super().__init__()
         self.bins = bins
-        if bins == 1:
+        if bins == 1 and not norm:
             self.project = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.ReLU(inplace=True))
         else:
             self.project = ConvNormAct(in_channels, out_channels, 1)
@@ -72,9 +73,10 @@ class PooledBranch(nn.Module):
 class PyramidPooling(nn.Module):
     """PSPNet's pyramid pooling module (Zhao et al. 2017): the input concatenated with pooled branches."""
 
-    def __init__(self, in_channels: int, branch_channels: int, bins: Sequence[int] = (1, 2, 3, 6)) -> None:
+    def __init__(self, in_channels: int, branch_channels: int, bins: Sequence[int] = (1, 2, 3, 6),
+                 norm: bool = False) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(PooledBranch(in_channels, branch_channels, b) for b in bins)
+        self.branches = nn.ModuleList(PooledBranch(in_channels, branch_channels, b, norm) for b in bins)
         self.out_channels = in_channels + len(bins) * branch_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ sums, a 3x3 conv each, all conv-BN-ReLU); every pyramid map upsampled to stride 
 a 3x3 conv and classified; the model upsamples the logits to the input.
 
 Levels as in ``fpn`` (``levels.pyramid_levels``: the deepest four at stride 4 or coarser, repeated strides
-kept). Deliberate difference: the 1x1 pooling branch has no BatchNorm (``blocks.PooledBranch``).
+kept). Deliberate difference: the 1x1 pooling branch has no BatchNorm (``blocks.PooledBranch``; ``pool_norm=true``
+puts it back, as mmsegmentation and transformers build it: an imported UperNet needs it).
 """
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ class UPerNetDecoder(nn.Module):
         decoder_channels: int = 512,
         bins: Sequence[int] = (1, 2, 3, 6),
         dropout: float = 0.1,
+        pool_norm: bool = False,
     ) -> None:
         super().__init__()
         self.levels = pyramid_levels(strides)
         used = [channels[i] for i in self.levels]
-        self.pooling = PyramidPooling(used[-1], decoder_channels, bins)
+        self.pooling = PyramidPooling(used[-1], decoder_channels, bins, pool_norm)
         self.bottleneck = ConvNormAct(self.pooling.out_channels, decoder_channels, 3)
         self.lateral = nn.ModuleList(ConvNormAct(c, decoder_channels, 1) for c in used[:-1])
         self.output = nn.ModuleList(ConvNormAct(decoder_channels, decoder_channels, 3) for _ in used[:-1])

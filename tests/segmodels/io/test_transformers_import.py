@@ -70,6 +70,47 @@ def test_segformer_imports_with_parity(tmp_path):
     assert np.array_equal(module.segment(image), reference.numpy())
 
 
+def save_upernet_convnext(folder, labels: int = 5):
+    backbone = transformers.ConvNextConfig(hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 2, 1],
+                                           out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = transformers.UperNetConfig(backbone_config=backbone, hidden_size=32, auxiliary_channels=16,
+                                        num_labels=labels, id2label={i: f"thing{i}" for i in range(labels)},
+                                        label2id={f"thing{i}": i for i in range(labels)})
+    torch.manual_seed(0)
+    model = randomised(transformers.UperNetForSemanticSegmentation(config))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "layer_scale" in name:  # off their 1e-6 start, so the blocks count
+                parameter.uniform_(0.5, 1.5)
+        model.decode_head.classifier.weight.mul_(50)  # logits far apart: a wrong tensor moves the probabilities
+    model.save_pretrained(folder)
+    processor = transformers.SegformerImageProcessor(do_resize=False, do_reduce_labels=True,
+                                                     image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.25, 0.3])
+    processor.save_pretrained(folder)
+    return model, processor
+
+
+def test_upernet_with_a_convnext_backbone_imports_with_parity_and_without_its_auxiliary_head(tmp_path, caplog):
+    import logging
+
+    model, processor = save_upernet_convnext(tmp_path / "upernet")
+    with caplog.at_level(logging.INFO, logger="segmodels.io.transformers_import"):
+        module = SegmentationModule.from_pretrained(str(tmp_path / "upernet"))
+    assert "dropped 8 tensors used only in training (auxiliary_head)" in caplog.text
+    assert module.hparams.decoder == "upernet" and module.hparams.decoder_kwargs["pool_norm"] is True
+    image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    pixel_values = processor(images=image, return_tensors="pt")["pixel_values"]
+    expected = source_probabilities(model, pixel_values)
+    assert expected.argmax(1).unique().numel() > 1  # the comparison is not between two near-uniform maps
+    with torch.no_grad():
+        ours = module(pixel_values).softmax(1)
+    assert (ours - expected).abs().max() < 1e-4
+    with torch.no_grad():
+        reference = processor.post_process_semantic_segmentation(model(pixel_values=pixel_values),
+                                                                 target_sizes=[(HEIGHT, WIDTH)])[0]
+    assert np.array_equal(module.segment(image), reference.numpy())
+
+
 def test_a_broken_mapping_or_an_unexpressible_config_is_refused_by_name(tmp_path):
     from safetensors.torch import load_file, save_file
 
