@@ -77,10 +77,12 @@ def portable_hyperparameters(hparams: dict) -> dict:
     return hparams
 
 
-# Options whose default changed, with the value checkpoints written before the change were built with, and the weight
-# name (relative to the model) that only that older layout has: such a checkpoint rebuilds as it was trained.
+# Options whose default changed: the value checkpoints written before the change were built with, a weight name
+# (relative to the model) and whether the older layout has it (True) or lacks it (False). Such a checkpoint, which
+# does not name the option, rebuilds as it was trained.
 LEGACY_DEFAULTS = {
-    "deeplabv3plus": ("separable", False, "decoder.fuse.0.0.weight"),  # plain 3x3 convs before separable (2026-12)
+    "deeplabv3plus": ("separable", False, "decoder.fuse.0.0.weight", True),  # plain 3x3 convs (before 2026-12)
+    "mask2former": ("projection_bias", False, "decoder.pixel_decoder.project.0.0.bias", False),  # (before 2026-12)
 }
 
 
@@ -90,9 +92,10 @@ def legacy_options(hparams: dict, weight_names) -> dict:
     entry = LEGACY_DEFAULTS.get(hparams.get("decoder"))
     if not entry:
         return hparams
-    option, old, marker = entry
+    option, old, marker, old_has_it = entry
     options = dict(hparams.get("decoder_kwargs") or {})
-    if option in options or not any(name == marker or name.endswith("." + marker) for name in weight_names):
+    has_it = any(name == marker or name.endswith("." + marker) for name in weight_names)
+    if option in options or has_it != old_has_it:
         return hparams
     return {**hparams, "decoder_kwargs": {**options, option: old}}
 

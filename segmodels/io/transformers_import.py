@@ -311,3 +311,125 @@ def upernet(config: dict[str, Any], path: Path) -> Plan:
         if config.get("use_auxiliary_head", True) else []
     return Plan("timm", "upernet", backbone_kwargs, {"decoder_channels": config.get("hidden_size", 512),
                                                      "pool_norm": True}, rename, ("auxiliary_head.",), notes)
+
+
+def resnet_backbone(config: dict[str, Any], path: Path) -> tuple[dict[str, Any], Callable[[str], str | None]]:
+    """transformers' ``ResNetBackbone`` (bottleneck blocks, stride in the 3x3 conv: torchvision's v1.5) as timm's
+    ResNet with its depths and widths (``model_kwargs``); and the renaming of one tensor name (after the backbone's
+    own prefix), None for a name it does not know."""
+    backbone = config.get("backbone_config") or {}
+    require(backbone, path, {"model_type": "resnet", "layer_type": "bottleneck", "embedding_size": 64,
+                             "hidden_act": "relu", "downsample_in_first_stage": False,
+                             "downsample_in_bottleneck": False,
+                             "out_features": ["stage1", "stage2", "stage3", "stage4"]})
+    kwargs = {"model_name": "resnet50", "model_kwargs": {"layers": list(backbone["depths"]),
+                                                         "channels": [w // 4 for w in backbone["hidden_sizes"]]}}
+
+    def rename(key: str) -> str | None:
+        found = re.match(r"embedder\.embedder\.(convolution|normalization)\.(\w+)$", key)
+        if found:
+            return f"net.{'conv1' if found.group(1) == 'convolution' else 'bn1'}.{found.group(2)}"
+        found = re.match(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.(convolution|normalization)\.(\w+)$", key)
+        if found:
+            part = "0" if found.group(3) == "convolution" else "1"
+            return f"net.layer{int(found.group(1)) + 1}.{found.group(2)}.downsample.{part}.{found.group(4)}"
+        found = re.match(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.(convolution|normalization)\.(\w+)$", key)
+        if found:
+            part = ("conv" if found.group(4) == "convolution" else "bn") + str(int(found.group(3)) + 1)
+            return f"net.layer{int(found.group(1)) + 1}.{found.group(2)}.{part}.{found.group(5)}"
+        return None
+
+    return kwargs, rename
+
+
+BACKBONES_OF = {"resnet": resnet_backbone, "convnext": convnext_backbone}  # transformers' backbone -> ours
+
+PIXEL_DECODER = {"self_attn.sampling_offsets": "attention.offsets", "self_attn.attention_weights": "attention.attention",
+                 "self_attn.value_proj": "attention.value", "self_attn.output_proj": "attention.output",
+                 "self_attn_layer_norm": "norm1", "fc1": "ffn.0", "fc2": "ffn.3", "final_layer_norm": "norm2"}
+MASKED_DECODER = {"cross_attn_layer_norm": "cross.{i}.norm", "cross_attn.out_proj": "cross.{i}.attention.out_proj",
+                  "self_attn.out_proj": "self_attention.{i}.attention.out_proj",
+                  "self_attn_layer_norm": "self_attention.{i}.norm", "fc1": "ffn.{i}.net.0", "fc2": "ffn.{i}.net.3",
+                  "final_layer_norm": "ffn.{i}.norm"}
+
+
+def mask2former_rename(state: dict[str, torch.Tensor], rename_backbone: Callable[[str], str | None]) \
+        -> dict[str, torch.Tensor]:
+    ours: dict[str, torch.Tensor] = {}
+    projections: dict[tuple[str, str], dict[str, torch.Tensor]] = {}  # separate q, k, v -> one in_proj
+    for key, value in state.items():
+        if key.startswith("model.pixel_level_module.encoder."):
+            local = rename_backbone(key.removeprefix("model.pixel_level_module.encoder."))
+            ours[f"backbone.{local}" if local else key] = value
+            continue
+        if key.startswith("model.pixel_level_module.decoder."):
+            local = key.removeprefix("model.pixel_level_module.decoder.")
+            found = re.match(r"encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$", local)
+            simple = {"level_embed": "level_embedding", "mask_projection.weight": "mask_features.weight",
+                      "mask_projection.bias": "mask_features.bias"}
+            if found and found.group(2) in PIXEL_DECODER:
+                ours[f"decoder.pixel_decoder.encoder.{found.group(1)}.{PIXEL_DECODER[found.group(2)]}."
+                     f"{found.group(3)}"] = value
+            elif local in simple:
+                ours[f"decoder.pixel_decoder.{simple[local]}"] = value
+            elif re.match(r"input_projections\.\d+\.[01]\.(weight|bias)$", local):
+                ours[f"decoder.pixel_decoder.project.{local.removeprefix('input_projections.')}"] = value
+            elif re.match(r"(adapter_1|layer_1)\.[01]\.(weight|bias)$", local):
+                module, rest = local.split(".", 1)
+                ours[f"decoder.pixel_decoder.{'lateral' if module == 'adapter_1' else 'output'}.{rest}"] = value
+            else:
+                ours[key] = value
+            continue
+        local = key.removeprefix("model.transformer_module.")
+        simple = {"queries_features.weight": "query_features.weight", "queries_embedder.weight": "query_positions.weight",
+                  "level_embed.weight": "level_embedding.weight", "decoder.layernorm.weight": "norm.weight",
+                  "decoder.layernorm.bias": "norm.bias", "class_predictor.weight": "classifier.weight",
+                  "class_predictor.bias": "classifier.bias"}
+        found = re.match(r"decoder\.layers\.(\d+)\.(.+)\.(weight|bias)$", local)
+        projection = re.match(r"decoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)$", local)
+        cross = re.match(r"decoder\.layers\.(\d+)\.cross_attn\.(in_proj_weight|in_proj_bias)$", local)
+        embedder = re.match(r"decoder\.mask_predictor\.mask_embedder\.(\d)\.0\.(weight|bias)$", local)
+        if local in simple:
+            ours[f"decoder.{simple[local]}"] = value
+        elif projection:
+            projections.setdefault((projection.group(1), projection.group(3)), {})[projection.group(2)] = value
+        elif cross:
+            ours[f"decoder.cross.{cross.group(1)}.attention.{cross.group(2)}"] = value
+        elif found and found.group(2) in MASKED_DECODER:
+            ours[f"decoder.{MASKED_DECODER[found.group(2)].format(i=found.group(1))}.{found.group(3)}"] = value
+        elif embedder:
+            ours[f"decoder.mask_embedding.{2 * int(embedder.group(1))}.{embedder.group(2)}"] = value
+        else:
+            ours[key] = value
+    for (layer, kind), parts in projections.items():
+        name = "in_proj_weight" if kind == "weight" else "in_proj_bias"
+        ours[f"decoder.self_attention.{layer}.attention.{name}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return ours
+
+
+@IMPORTERS.register("Mask2FormerForUniversalSegmentation")
+def mask2former(config: dict[str, Any], path: Path) -> Plan:
+    """Mask2Former (transformers' port of the reference): our ``mask2former`` on the same backbone (ResNet here through
+    timm). The loss's class weights (``criterion.*``) exist for training only and are dropped."""
+    kind = (config.get("backbone_config") or {}).get("model_type")
+    if kind not in ("resnet",):
+        raise ArchitectureMismatch(f"{path}: Mask2Former on a {kind} backbone cannot be imported yet; importable: resnet")
+    backbone_kwargs, rename_backbone = BACKBONES_OF[kind](config, path)
+    width = config.get("hidden_dim", 256)
+    require(config, path, {"feature_size": width, "mask_feature_size": width, "activation_function": "relu",
+                           "pre_norm": False, "enforce_input_projection": False, "common_stride": 4,
+                           "feature_strides": [4, 8, 16, 32]})
+    decoder_kwargs = {"queries": config.get("num_queries", 100), "width": width,
+                      "layers": config.get("decoder_layers", 10) - 1, "heads": config.get("num_attention_heads", 8),
+                      "feedforward": config.get("dim_feedforward", 2048), "dropout": config.get("dropout", 0.0),
+                      "pixel_layers": config.get("encoder_layers", 6),
+                      "pixel_feedforward": config.get("encoder_feedforward_dim", 1024),
+                      "class_weight": config.get("class_weight", 2.0), "mask_weight": config.get("mask_weight", 5.0),
+                      "dice_weight": config.get("dice_weight", 5.0),
+                      "no_object_weight": config.get("no_object_weight", 0.1),
+                      "num_points": config.get("train_num_points", 12544),
+                      "oversample": config.get("oversample_ratio", 3.0),
+                      "importance": config.get("importance_sample_ratio", 0.75)}
+    return Plan("timm", "mask2former", backbone_kwargs, decoder_kwargs,
+                lambda state: mask2former_rename(state, rename_backbone), ("criterion.",),
+                ["the loss's class weights (criterion.empty_weight) exist for training only and were dropped"])

@@ -17,8 +17,8 @@ back normalised per pixel. The pixel decoder runs in float32 with autocast off, 
 training leaves it alone). Initialisation as the reference's: level embeddings N(0, 1), input projections and the
 transformer decoder's attention and FFN weights Xavier-uniform.
 
-Deliberate differences: the input projections have no bias (GroupNorm follows, which removes a bias anyway; kept
-so that earlier checkpoints load); no padding masks (inputs are never padded inside a batch here).
+Deliberate difference: no padding masks (inputs are never padded inside a batch here). Checkpoints written before
+the input projections had their bias (``projection_bias``) load without it, as they were trained.
 """
 from __future__ import annotations
 
@@ -105,12 +105,13 @@ class Mask2FormerDecoder(MaskClassifier):
         num_points: int = 12544,
         oversample: float = 3.0,
         importance: float = 0.75,
+        projection_bias: bool = True,
     ) -> None:
         super().__init__(num_classes, deep_supervision, class_weight=class_weight, mask_weight=mask_weight,
                          dice_weight=dice_weight, no_object_weight=no_object_weight, num_points=num_points,
                          oversample=oversample, importance=importance)
         self.pixel_decoder = PixelDecoder(channels, strides, width, width, pixel_layers, heads, points,
-                                          pixel_feedforward, dropout)
+                                          pixel_feedforward, dropout, projection_bias)
         self.levels = self.pixel_decoder.levels
         self.scales = len(self.pixel_decoder.encoded)
         self.query_features = nn.Embedding(queries, width)

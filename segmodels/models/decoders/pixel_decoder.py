@@ -1,6 +1,8 @@
 """Mask2Former's pixel decoder (Cheng et al. CVPR 2022, Sec. 3.2 and 4.1; its ``MSDeformAttnPixelDecoder``).
 
-The levels at strides 8, 16 and 32 are projected to ``channels`` (1x1 conv + GroupNorm 32), given a sine position
+The levels at strides 8, 16 and 32 are projected to ``channels`` (1x1 conv with bias + GroupNorm 32; a per-channel
+bias is not removed by a norm over groups of channels; ``projection_bias=false`` is the layout of checkpoints
+written before it, which load as they were), given a sine position
 embedding plus a learned per-level embedding, and refined jointly by ``layers`` (6) deformable-attention encoder layers
 (8 heads, 4 points, FFN 1024, post-norm, as Deformable DETR's encoder). The stride-4 level joins FPN-style (lateral 1x1
 + upsampled stride-8 output, 3x3 conv, GroupNorm, ReLU) and a 1x1 conv gives the mask features. Returns the mask
@@ -21,10 +23,13 @@ from .deformable_attention import DeformableAttention, sine_positions
 from .levels import pyramid_levels
 
 
-def conv_norm(in_channels: int, out_channels: int, kernel_size: int, relu: bool = False) -> nn.Sequential:
-    """Conv (no bias) + GroupNorm(32), optionally ReLU; Xavier-initialised as detectron2's ``c2_xavier_fill``."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+def conv_norm(in_channels: int, out_channels: int, kernel_size: int, relu: bool = False,
+              bias: bool = False) -> nn.Sequential:
+    """Conv + GroupNorm(32), optionally ReLU; Xavier-initialised as detectron2's ``c2_xavier_fill`` (bias 0)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
     nn.init.kaiming_uniform_(conv.weight, a=1)
+    if bias:
+        nn.init.zeros_(conv.bias)
     layers: list[nn.Module] = [conv, nn.GroupNorm(32, out_channels)]
     return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
 
@@ -57,12 +62,12 @@ def grid_references(shapes: list[tuple[int, int]], device: torch.device, dtype: 
 class PixelDecoder(nn.Module):
     def __init__(self, channels: Sequence[int], strides: Sequence[int], width: int = 256, mask_channels: int = 256,
                  layers: int = 6, heads: int = 8, points: int = 4, feedforward: int = 1024,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, projection_bias: bool = True) -> None:
         super().__init__()
         self.levels = pyramid_levels(strides)  # the finest: mask features; the rest: the deformable encoder
         encoded = (self.levels[1:] or self.levels)[::-1]  # coarsest first, as Mask2Former orders them; one level: both
         self.encoded = encoded
-        self.project = nn.ModuleList(conv_norm(channels[i], width, 1) for i in encoded)
+        self.project = nn.ModuleList(conv_norm(channels[i], width, 1, bias=projection_bias) for i in encoded)
         for projection in self.project:  # the reference's input projections: Xavier-uniform
             nn.init.xavier_uniform_(projection[0].weight)
         self.level_embedding = nn.Parameter(torch.randn(len(encoded), width))  # N(0, 1), as the reference's

@@ -111,6 +111,40 @@ def test_upernet_with_a_convnext_backbone_imports_with_parity_and_without_its_au
     assert np.array_equal(module.segment(image), reference.numpy())
 
 
+def test_mask2former_with_a_resnet_backbone_imports_with_parity(tmp_path):
+    backbone = transformers.ResNetConfig(depths=[1, 1, 1, 1], hidden_sizes=[32, 64, 128, 256], embedding_size=64,
+                                         layer_type="bottleneck", out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = transformers.Mask2FormerConfig(
+        backbone_config=backbone, num_labels=5, num_queries=8, hidden_dim=32, feature_size=32, mask_feature_size=32,
+        encoder_layers=1, decoder_layers=3, dim_feedforward=64, encoder_feedforward_dim=64, num_attention_heads=4,
+        id2label={i: f"thing{i}" for i in range(5)}, label2id={f"thing{i}": i for i in range(5)})
+    torch.manual_seed(0)
+    model = randomised(transformers.Mask2FormerForUniversalSegmentation(config))
+    with torch.no_grad():  # classes and masks far apart: a wrong tensor moves the probabilities
+        model.class_predictor.weight.mul_(20)
+        model.model.transformer_module.decoder.mask_predictor.get_submodule("mask_embedder.2.0").weight.mul_(200)
+    model.save_pretrained(tmp_path / "mask2former")
+    processor = transformers.Mask2FormerImageProcessor(do_resize=False, do_pad=False, image_mean=[0.4, 0.5, 0.6],
+                                                       image_std=[0.2, 0.25, 0.3])
+    processor.save_pretrained(tmp_path / "mask2former")
+    module = SegmentationModule.from_pretrained(str(tmp_path / "mask2former"))
+    assert module.hparams.decoder == "mask2former" and module.hparams.decoder_kwargs["layers"] == 2
+
+    image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    pixel_values = processor(images=image, return_tensors="pt")["pixel_values"]
+    assert pixel_values.shape[-2:] == (HEIGHT, WIDTH)
+    with torch.no_grad():
+        outputs = model(pixel_values=pixel_values)
+        # the reference's semantic inference: mask logits resized to the image, then class x mask probabilities
+        masks = F.interpolate(outputs.masks_queries_logits, size=(HEIGHT, WIDTH), mode="bilinear", align_corners=False)
+        scores = torch.einsum("bqc,bqhw->bchw", outputs.class_queries_logits.softmax(-1)[..., :-1], masks.sigmoid())
+        ours = module(pixel_values).softmax(1)
+    expected = scores / scores.sum(1, keepdim=True)
+    assert expected.argmax(1).unique().numel() > 1
+    assert (ours - expected).abs().max() < 1e-4
+    assert np.array_equal(module.segment(image), scores.argmax(1)[0].numpy())
+
+
 def test_a_broken_mapping_or_an_unexpressible_config_is_refused_by_name(tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -237,3 +237,21 @@ def test_deeplabv3plus_is_separable_by_default_and_a_plain_checkpoint_of_before_
             assert torch.equal(loaded(x), expected)
         old.save_pretrained(str(tmp_path / "folder"))
         assert torch.equal(SegmentationModule.from_pretrained(str(tmp_path / "folder"))(x), expected)
+
+
+def test_a_mask2former_checkpoint_from_before_the_projection_bias_loads_as_it_was(tmp_path):
+    from segmodels import SegmentationModule
+    from tests.helpers import saved_checkpoint
+
+    small = {"queries": 4, "width": 32, "layers": 1, "heads": 2, "feedforward": 32, "pixel_layers": 1,
+             "pixel_feedforward": 32, "projection_bias": False}
+    old = SegmentationModule(backbone="mobilenet_v2", decoder="mask2former", num_classes=3, pretrained=False,
+                             decoder_kwargs=small).eval()
+    del old.hparams.decoder_kwargs["projection_bias"]  # written before the option existed
+    path = saved_checkpoint(old, tmp_path / "old.ckpt")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(SegmentationModule.restore(str(path))(x), old(x))
+    assert SegmentationModule(backbone="mobilenet_v2", decoder="mask2former", num_classes=3, pretrained=False,
+                              decoder_kwargs={**small, "projection_bias": True}).model.decoder.pixel_decoder \
+        .project[0][0].bias is not None  # the reference's layout, the default
