@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -433,3 +434,88 @@ def mask2former(config: dict[str, Any], path: Path) -> Plan:
     return Plan("timm", "mask2former", backbone_kwargs, decoder_kwargs,
                 lambda state: mask2former_rename(state, rename_backbone), ("criterion.",),
                 ["the loss's class weights (criterion.empty_weight) exist for training only and were dropped"])
+
+
+EOMT_LAYER = {"norm1": "norm1", "norm2": "norm2", "attention.out_proj": "attn.proj", "mlp.fc1": "mlp.fc1",
+              "mlp.fc2": "mlp.fc2"}
+EOMT_HEAD = {"query.weight": "queries.weight", "class_predictor.weight": "classifier.weight",
+             "class_predictor.bias": "classifier.bias", "mask_head.fc1.weight": "mask_embedding.0.weight",
+             "mask_head.fc1.bias": "mask_embedding.0.bias", "mask_head.fc2.weight": "mask_embedding.2.weight",
+             "mask_head.fc2.bias": "mask_embedding.2.bias", "mask_head.fc3.weight": "mask_embedding.4.weight",
+             "mask_head.fc3.bias": "mask_embedding.4.bias"}
+EOMT_UPSCALE = {"conv1": "0", "conv2": "2", "layernorm2d": "3"}
+
+
+def eomt_rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    ours: dict[str, torch.Tensor] = {}
+    projections: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    simple = {"embeddings.cls_token": "backbone.vit.cls_token", "embeddings.register_tokens": "backbone.vit.reg_token",
+              "embeddings.patch_embeddings.projection.weight": "backbone.vit.patch_embed.proj.weight",
+              "embeddings.patch_embeddings.projection.bias": "backbone.vit.patch_embed.proj.bias",
+              "layernorm.weight": "backbone.vit.norm.weight", "layernorm.bias": "backbone.vit.norm.bias"}
+    for key, value in state.items():
+        layer = re.match(r"layers\.(\d+)\.(.+)\.(weight|bias)$", key)
+        scale = re.match(r"layers\.(\d+)\.layer_scale([12])\.lambda1$", key)
+        projection = re.match(r"layers\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)$", key)
+        upscale = re.match(r"upscale_block\.block\.(\d+)\.(conv1|conv2|layernorm2d)\.(weight|bias)$", key)
+        if key in simple:
+            ours[simple[key]] = value
+        elif key == "embeddings.position_embeddings.weight":
+            ours["backbone.vit.pos_embed"] = value[None]
+        elif projection:
+            projections.setdefault((projection.group(1), projection.group(3)), {})[projection.group(2)] = value
+        elif scale:
+            ours[f"backbone.vit.blocks.{scale.group(1)}.ls{scale.group(2)}.gamma"] = value
+        elif layer and layer.group(2) in EOMT_LAYER:
+            ours[f"backbone.vit.blocks.{layer.group(1)}.{EOMT_LAYER[layer.group(2)]}.{layer.group(3)}"] = value
+        elif key in EOMT_HEAD:
+            ours[f"decoder.{EOMT_HEAD[key]}"] = value
+        elif upscale:
+            ours[f"decoder.upscale.{upscale.group(1)}.{EOMT_UPSCALE[upscale.group(2)]}.{upscale.group(3)}"] = value
+        else:
+            ours[key] = value  # named as unmapped
+    for (layer, kind), parts in projections.items():
+        ours[f"backbone.vit.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    return ours
+
+
+@IMPORTERS.register("EomtForUniversalSegmentation")
+def eomt(config: dict[str, Any], path: Path) -> Plan:
+    """EoMT (transformers' port of the reference): a DINOv2-style timm ViT (registers where the config has them, its
+    patch size, width, depth and layer scale) with our ``eomt`` head on its last ``num_blocks`` blocks. transformers'
+    ViT adds position embeddings for its ``image_size`` grid without resizing them, so it runs at that size only; the
+    import resizes them for other sizes (timm's ``dynamic_img_size``). The annealing state (``attn_mask_probs``) and
+    the loss's class weights exist for training only and are dropped; a checkpoint whose annealing has not finished
+    (it still masks attention at inference) is refused, since this project's EoMT runs unmasked."""
+    require(config, path, {"hidden_act": "gelu", "use_swiglu_ffn": False, "layer_norm_eps": 1e-6,
+                           "num_upscale_blocks": max(1, round(math.log2(config.get("patch_size", 16) / 4)))})
+    registers = config.get("num_register_tokens", 0)
+    width = config.get("hidden_size", 1024)
+    backbone_kwargs = {
+        "model_name": "vit_small_patch14_reg4_dinov2" if registers else "vit_small_patch14_dinov2",
+        "adapter": "none", "blocks": [config["num_hidden_layers"] - 1] * 4,
+        "model_kwargs": {"img_size": config.get("image_size", 640), "patch_size": config.get("patch_size", 16),
+                         "embed_dim": width, "depth": config["num_hidden_layers"],
+                         "num_heads": config["num_attention_heads"], "mlp_ratio": config.get("mlp_ratio", 4),
+                         "reg_tokens": registers, "no_embed_class": True,
+                         "init_values": config.get("layerscale_value", 1.0),
+                         "drop_path_rate": config.get("drop_path_rate", 0.0)}}
+    decoder_kwargs = {"queries": config.get("num_queries", 200), "num_blocks": config.get("num_blocks", 4),
+                      "class_weight": config.get("class_weight", 2.0), "mask_weight": config.get("mask_weight", 5.0),
+                      "dice_weight": config.get("dice_weight", 5.0),
+                      "no_object_weight": config.get("no_object_weight", 0.1),
+                      "num_points": config.get("train_num_points", 12544),
+                      "oversample": config.get("oversample_ratio", 3.0),
+                      "importance": config.get("importance_sample_ratio", 0.75)}
+
+    def rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        probabilities = state.get("attn_mask_probs")
+        if probabilities is not None and bool((probabilities > 0).any()):
+            raise ArchitectureMismatch(f"{path}: attn_mask_probs {probabilities.tolist()}: this checkpoint's mask "
+                                       f"annealing has not finished, so it masks attention at inference; this "
+                                       f"project's EoMT runs unmasked, as a fully trained one does")
+        return eomt_rename({k: v for k, v in state.items() if k != "attn_mask_probs"})
+
+    return Plan("vit", "eomt", backbone_kwargs, decoder_kwargs, rename, ("criterion.",),
+                ["the annealing state (attn_mask_probs) and the loss's class weights exist for training only and "
+                 "were dropped"])

@@ -112,12 +112,14 @@ class ViTBackbone(Backbone):
 
     def __init__(self, model_name: str = "vit_small_patch14_dinov2", pretrained: bool = True, in_channels: int = 3,
                  weights: str | None = None, blocks: int | list[int] = 4, adapter: str = "simple_pyramid",
-                 adapter_channels: int = 256, depth: int | None = None, output_stride: int = 32) -> None:
+                 adapter_channels: int = 256, depth: int | None = None, output_stride: int = 32,
+                 model_kwargs: dict | None = None) -> None:
         super().__init__()
         if adapter not in ADAPTERS:
             raise ValueError(f"backbone.adapter={adapter!r}: choose one of {', '.join(ADAPTERS)}")
         check_output_stride(model_name, output_stride, (32,))  # the pyramid is the adapter's, not dilation's
-        options = {"num_classes": 0, "in_chans": in_channels, **({"depth": depth} if depth else {})}
+        options = {"num_classes": 0, "in_chans": in_channels, **({"depth": depth} if depth else {}),
+                   **(model_kwargs or {})}  # more timm.create_model arguments: an imported ViT's exact shape
         try:
             self.vit = self._create(model_name, pretrained and not weights, options)
         except (OSError, RuntimeError) as error:

@@ -111,6 +111,14 @@ def test_upernet_with_a_convnext_backbone_imports_with_parity_and_without_its_au
     assert np.array_equal(module.segment(image), reference.numpy())
 
 
+def semantic_probabilities(outputs, size) -> torch.Tensor:
+    """The reference's semantic inference (Mask2Former's and EoMT's): mask logits resized to the image, class x mask
+    probabilities summed over queries; normalised per pixel."""
+    masks = F.interpolate(outputs.masks_queries_logits, size=size, mode="bilinear", align_corners=False)
+    scores = torch.einsum("bqc,bqhw->bchw", outputs.class_queries_logits.softmax(-1)[..., :-1], masks.sigmoid())
+    return scores / scores.sum(1, keepdim=True)
+
+
 def test_mask2former_with_a_resnet_backbone_imports_with_parity(tmp_path):
     backbone = transformers.ResNetConfig(depths=[1, 1, 1, 1], hidden_sizes=[32, 64, 128, 256], embedding_size=64,
                                          layer_type="bottleneck", out_features=["stage1", "stage2", "stage3", "stage4"])
@@ -134,15 +142,42 @@ def test_mask2former_with_a_resnet_backbone_imports_with_parity(tmp_path):
     pixel_values = processor(images=image, return_tensors="pt")["pixel_values"]
     assert pixel_values.shape[-2:] == (HEIGHT, WIDTH)
     with torch.no_grad():
-        outputs = model(pixel_values=pixel_values)
-        # the reference's semantic inference: mask logits resized to the image, then class x mask probabilities
-        masks = F.interpolate(outputs.masks_queries_logits, size=(HEIGHT, WIDTH), mode="bilinear", align_corners=False)
-        scores = torch.einsum("bqc,bqhw->bchw", outputs.class_queries_logits.softmax(-1)[..., :-1], masks.sigmoid())
+        expected = semantic_probabilities(model(pixel_values=pixel_values), (HEIGHT, WIDTH))
         ours = module(pixel_values).softmax(1)
-    expected = scores / scores.sum(1, keepdim=True)
     assert expected.argmax(1).unique().numel() > 1
     assert (ours - expected).abs().max() < 1e-4
-    assert np.array_equal(module.segment(image), scores.argmax(1)[0].numpy())
+    assert np.array_equal(module.segment(image), expected.argmax(1)[0].numpy())
+
+
+def test_eomt_with_registers_imports_with_parity_and_an_unfinished_annealing_is_refused(tmp_path):
+    config = transformers.EomtConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, image_size=64,
+                                     patch_size=16, num_register_tokens=4, num_blocks=2, num_queries=6, num_labels=5,
+                                     id2label={i: f"thing{i}" for i in range(5)},
+                                     label2id={f"thing{i}": i for i in range(5)})
+    torch.manual_seed(0)
+    model = randomised(transformers.EomtForUniversalSegmentation(config))
+    with torch.no_grad():
+        model.attn_mask_probs.fill_(0.5)  # mid-annealing: still masks at inference
+        for name, parameter in model.named_parameters():
+            if "lambda1" in name:  # layer scales off their start, so every block counts
+                parameter.uniform_(0.5, 1.5)
+        model.class_predictor.weight.mul_(20)
+        model.mask_head.fc3.weight.mul_(20)
+    model.save_pretrained(tmp_path / "unfinished")
+    with pytest.raises(ArchitectureMismatch, match=r"attn_mask_probs \[0.5, 0.5\].*runs unmasked"):
+        SegmentationModule.from_pretrained(str(tmp_path / "unfinished"))
+    with torch.no_grad():
+        model.attn_mask_probs.zero_()  # fully annealed, as a published checkpoint
+    model.save_pretrained(tmp_path / "eomt")
+    module = SegmentationModule.from_pretrained(str(tmp_path / "eomt"))
+    assert module.hparams.decoder == "eomt" and module.model.backbone.vit.num_prefix_tokens == 5  # class + 4 registers
+
+    x = torch.randn(1, 3, 64, 64)  # transformers' EoMT runs at its config's image_size only
+    with torch.no_grad():
+        expected = semantic_probabilities(model(pixel_values=x), (64, 64))
+        ours = module(x).softmax(1)
+    assert expected.argmax(1).unique().numel() > 1
+    assert (ours - expected).abs().max() < 1e-4
 
 
 def test_a_broken_mapping_or_an_unexpressible_config_is_refused_by_name(tmp_path):
