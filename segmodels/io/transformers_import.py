@@ -519,3 +519,89 @@ def eomt(config: dict[str, Any], path: Path) -> Plan:
     return Plan("vit", "eomt", backbone_kwargs, decoder_kwargs, rename, ("criterion.",),
                 ["the annealing state (attn_mask_probs) and the loss's class weights exist for training only and "
                  "were dropped"])
+
+
+DPT_LAYER = {"layernorm_before": "norm1", "layernorm_after": "norm2", "attention.output.dense": "attn.proj",
+             "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"}
+
+
+def dpt_rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    ours: dict[str, torch.Tensor] = {}
+    projections: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    simple = {"dpt.embeddings.cls_token": "backbone.vit.cls_token",
+              "dpt.embeddings.position_embeddings": "backbone.vit.pos_embed",
+              "dpt.embeddings.patch_embeddings.projection.weight": "backbone.vit.patch_embed.proj.weight",
+              "dpt.embeddings.patch_embeddings.projection.bias": "backbone.vit.patch_embed.proj.bias"}
+    for key, value in state.items():
+        layer = re.match(r"dpt\.encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$", key)
+        projection = re.match(r"dpt\.encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$",
+                              key)
+        readout = re.match(r"neck\.reassemble_stage\.readout_projects\.(\d)\.0\.(weight|bias)$", key)
+        reassemble = re.match(r"neck\.reassemble_stage\.layers\.(\d)\.(projection|resize)\.(weight|bias)$", key)
+        conv = re.match(r"neck\.convs\.(\d)\.weight$", key)
+        fusion = re.match(r"neck\.fusion_stage\.layers\.(\d)\.(projection|residual_layer1|residual_layer2)\.?"
+                          r"(convolution1|convolution2|batch_norm1|batch_norm2)?\.?(\w+)$", key)
+        head = re.match(r"head\.head\.([0-4])\.(\w+)$", key)
+        if key in simple:
+            ours[simple[key]] = value
+        elif projection:
+            projections.setdefault((projection.group(1), projection.group(3)), {})[projection.group(2)] = value
+        elif layer and layer.group(2) in DPT_LAYER:
+            ours[f"backbone.vit.blocks.{layer.group(1)}.{DPT_LAYER[layer.group(2)]}.{layer.group(3)}"] = value
+        elif readout:
+            ours[f"decoder.readout.{readout.group(1)}.0.{readout.group(2)}"] = value
+        elif reassemble:
+            part = "0" if reassemble.group(2) == "projection" else "1"
+            ours[f"decoder.reassemble.{reassemble.group(1)}.{part}.{reassemble.group(3)}"] = value
+        elif conv:
+            ours[f"decoder.convs.{conv.group(1)}.weight"] = value
+        elif fusion:
+            index = int(fusion.group(1))
+            if fusion.group(2) == "projection":
+                ours[f"decoder.fusion.{index}.project.{fusion.group(4)}"] = value
+            else:
+                unit = "skip" if fusion.group(2) == "residual_layer1" else "refine"
+                inner = {"convolution1": "conv1", "convolution2": "conv2", "batch_norm1": "norm1",
+                         "batch_norm2": "norm2"}[fusion.group(3)]
+                ours[f"decoder.fusion.{index}.{unit}.{inner}.{fusion.group(4)}"] = value
+        elif head and head.group(1) in "014":
+            ours[f"decoder.head.{head.group(1)}.{head.group(2)}"] = value
+        else:
+            ours[key] = value  # named as unmapped
+    for (layer, kind), parts in projections.items():
+        ours[f"backbone.vit.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"],
+                                                                           parts["value"]])
+    return ours
+
+
+@IMPORTERS.register("DPTForSemanticSegmentation")
+def dpt(config: dict[str, Any], path: Path) -> Plan:
+    """DPT (transformers' port of the paper's ADE20K model): a timm ViT with the config's shape and LayerNorm epsilon,
+    read un-normalised at ``backbone_out_indices`` with the class token beside each patch token, and our ``dpt``
+    head. transformers' ViT runs at its ``image_size``'s grid unless resized; the import resizes position embeddings as
+    timm does (bicubic) where transformers uses bilinear, so other sizes agree only approximately. Dropped: the
+    auxiliary head (training only), the ViT's final LayerNorm (the head never reads it) and the coarsest fusion
+    block's residual unit for a finer level it never has."""
+    require(config, path, {"is_hybrid": False, "readout_type": "project", "reassemble_factors": [4, 2, 1, 0.5],
+                           "hidden_act": "gelu", "qkv_bias": True, "head_in_index": -1, "add_projection": False,
+                           "neck_ignore_stages": []})
+    if config.get("use_bias_in_fusion_residual") not in (None, not config.get("use_batch_norm_in_fusion_residual")):
+        raise ArchitectureMismatch(f"{path}: use_bias_in_fusion_residual={config['use_bias_in_fusion_residual']} with "
+                                   f"use_batch_norm_in_fusion_residual={config.get('use_batch_norm_in_fusion_residual')}"
+                                   f" (this project's model: a bias exactly when there is no BatchNorm)")
+    blocks = list(config.get("backbone_out_indices", [2, 5, 8, 11]))
+    width, patch = config["hidden_size"], config.get("patch_size", 16)
+    backbone_kwargs = {
+        "model_name": f"vit_base_patch{patch}_224", "adapter": "none", "normalize": False, "readout": True,
+        "blocks": blocks, "norm_eps": config.get("layer_norm_eps", 1e-12),
+        "model_kwargs": {"img_size": config.get("image_size", 384), "patch_size": patch, "embed_dim": width,
+                         "depth": config["num_hidden_layers"], "num_heads": config["num_attention_heads"],
+                         "mlp_ratio": config.get("intermediate_size", 4 * width) / width}}
+    decoder_kwargs = {"features": config.get("fusion_hidden_size", 256),
+                      "reassemble_channels": list(config.get("neck_hidden_sizes", [96, 192, 384, 768])),
+                      "readout": "project", "fusion_norm": bool(config.get("use_batch_norm_in_fusion_residual", False)),
+                      "dropout": config.get("semantic_classifier_dropout", 0.1)}
+    notes = ["dropped: the auxiliary head (training only), the ViT's final LayerNorm (never read by the head) and the "
+             "coarsest fusion block's unused residual unit"]
+    return Plan("vit", "dpt", backbone_kwargs, decoder_kwargs, dpt_rename,
+                ("auxiliary_head.", "dpt.layernorm.", "neck.fusion_stage.layers.0.residual_layer1."), notes)

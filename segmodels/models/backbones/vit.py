@@ -108,12 +108,16 @@ class ViTBackbone(Backbone):
     """``adapter="none"`` gives the four block outputs through the ViT's final LayerNorm (all at the patch stride,
     ``embed_dim`` wide): the input of the DINOv2 paper's linear probe (its ``get_intermediate_layers(norm=True)``),
     for decoders that fit any pyramid (``linear``, ``segformer``). The adapter reads the blocks un-normalised, as
-    ViTDet's simple feature pyramid does."""
+    ViTDet's simple feature pyramid does. ``normalize`` overrides whether the final LayerNorm applies (DPT reads the
+    blocks as they are); ``readout`` puts the class token beside every patch token (twice as wide: DPT's readout);
+    ``model_kwargs`` go to ``timm.create_model`` and ``norm_eps`` sets every LayerNorm's epsilon (an imported ViT's
+    exact shape)."""
 
     def __init__(self, model_name: str = "vit_small_patch14_dinov2", pretrained: bool = True, in_channels: int = 3,
                  weights: str | None = None, blocks: int | list[int] = 4, adapter: str = "simple_pyramid",
                  adapter_channels: int = 256, depth: int | None = None, output_stride: int = 32,
-                 model_kwargs: dict | None = None) -> None:
+                 model_kwargs: dict | None = None, readout: bool = False, normalize: bool | None = None,
+                 norm_eps: float | None = None) -> None:
         super().__init__()
         if adapter not in ADAPTERS:
             raise ValueError(f"backbone.adapter={adapter!r}: choose one of {', '.join(ADAPTERS)}")
@@ -141,15 +145,24 @@ class ViTBackbone(Backbone):
         self.blocks = list(blocks) if isinstance(blocks, (list, tuple)) else evenly_spaced_blocks(count, blocks)
         if len(self.blocks) != 4 or not all(0 <= b < count for b in self.blocks):
             raise ValueError(f"backbone.blocks={blocks}: give 4 block indices in 0..{count - 1} (or a count, 4)")
+        if norm_eps is not None:  # a checkpoint trained with another epsilon (transformers' DPT: 1e-12)
+            for module in self.vit.modules():
+                if isinstance(module, nn.LayerNorm):
+                    module.eps = norm_eps
+        if readout and adapter != "none":
+            raise ValueError("backbone.readout=true gives the ViT's own tokens with its class token: set "
+                             "backbone.adapter=none")
+        self.readout = readout
         # drop what no level uses (blocks after the last taken, the head; the final norm unless it normalises the
         # probe's tokens): every weight trains
-        self.normalized = adapter == "none"
+        self.normalized = adapter == "none" if normalize is None else normalize
         self.split: int | None = None  # see split_at
         self.vit.prune_intermediate_layers(sorted(set(self.blocks)), prune_norm=not self.normalized, prune_head=True)
         self.pad_multiple = self.vit.patch_embed.patch_size[0]
         if adapter == "none":
             self.adapter, self.fresh = None, ()
-            self.channels, self.strides = [self.vit.embed_dim] * 4, [self.pad_multiple] * 4
+            width = self.vit.embed_dim * (2 if readout else 1)  # readout: [patch token, class token] per position
+            self.channels, self.strides = [width] * 4, [self.pad_multiple] * 4
         else:
             self.adapter, self.fresh = SimplePyramid(self.vit.embed_dim, adapter_channels), ("adapter",)
             self.channels, self.strides = [adapter_channels] * 4, list(STRIDES)
@@ -192,7 +205,9 @@ class ViTBackbone(Backbone):
         taken = sorted(set(self.blocks))  # timm returns one map per block, however often it is named
         # adapter=none: the final LayerNorm on every block taken, as DINOv2's get_intermediate_layers(norm=True)
         maps = self.vit.forward_intermediates(x, indices=taken, norm=self.normalized, output_fmt="NCHW",
-                                              intermediates_only=True)
+                                              intermediates_only=True, return_prefix_tokens=self.readout)
+        if self.readout:  # DPT's readout: the class token beside every patch token
+            maps = [torch.cat([grid, prefix[:, 0, :, None, None].expand_as(grid)], dim=1) for grid, prefix in maps]
         maps = [maps[taken.index(b)] for b in self.blocks]
         return maps if self.adapter is None else self.adapter(maps)
 

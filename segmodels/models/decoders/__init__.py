@@ -3,6 +3,7 @@ from . import (  # noqa: F401
     att_unet,
     deeplabv3,
     deeplabv3plus,
+    dpt,
     eomt,
     fcn,
     fpn,

@@ -180,6 +180,29 @@ def test_eomt_with_registers_imports_with_parity_and_an_unfinished_annealing_is_
     assert (ours - expected).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("fusion_norm", [False, True])  # dpt-large-ade's residual units have BatchNorm
+def test_dpt_imports_with_parity_and_without_its_auxiliary_head(tmp_path, fusion_norm):
+    config = transformers.DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                                    image_size=64, patch_size=16, backbone_out_indices=[0, 1, 2, 3],
+                                    neck_hidden_sizes=[8, 16, 32, 64], fusion_hidden_size=16, num_labels=5,
+                                    use_batch_norm_in_fusion_residual=fusion_norm, use_auxiliary_head=True)
+    torch.manual_seed(0)
+    model = randomised(transformers.DPTForSemanticSegmentation(config))
+    with torch.no_grad():  # weights of unit gain: maps that vary over the image, so a wrong tensor shows
+        for layer in model.modules():
+            if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+                torch.nn.init.kaiming_normal_(layer.weight)
+    model.save_pretrained(tmp_path / "dpt")
+    module = SegmentationModule.from_pretrained(str(tmp_path / "dpt"))
+    assert module.hparams.decoder == "dpt" and module.hparams.backbone_kwargs["norm_eps"] == 1e-12
+    x = torch.randn(1, 3, 64, 64)  # transformers' DPT adds its position embeddings unresized at its image_size
+    expected = source_probabilities(model, x)
+    with torch.no_grad():
+        ours = module(x).softmax(1)
+    assert expected.argmax(1).unique().numel() > 1
+    assert (ours - expected).abs().max() < 1e-4
+
+
 def test_a_broken_mapping_or_an_unexpressible_config_is_refused_by_name(tmp_path):
     from safetensors.torch import load_file, save_file
 

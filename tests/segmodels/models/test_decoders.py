@@ -21,7 +21,8 @@ DECODERS = list_decoders()
 MASK_CLASSIFICATION = {"queries": 8, "num_points": 64}
 SMALL = {"fcn32s": {"fc_channels": 64}, "fcn16s": {"fc_channels": 64}, "fcn8s": {"fc_channels": 64},  # speed only
          "mask2former": {**MASK_CLASSIFICATION, "width": 64, "layers": 3, "pixel_layers": 1, "feedforward": 64,
-                         "pixel_feedforward": 64}, "eomt": {**MASK_CLASSIFICATION, "num_blocks": 2}}
+                         "pixel_feedforward": 64}, "eomt": {**MASK_CLASSIFICATION, "num_blocks": 2},
+         "dpt": {"features": 32, "reassemble_channels": [16, 32, 48, 64]}}
 VIT_ONLY = [d for d in DECODERS if (DECODERS_INFO.info(d) or {}).get("plain_vit_only")]  # EoMT: inside a plain ViT
 CNN_FITTING = [d for d in DECODERS if d not in VIT_ONLY]
 PLAIN_VIT = {"adapter": "none", "depth": 3}  # the tokens themselves, as a head inside the ViT needs them
@@ -96,7 +97,7 @@ def test_backbones_that_cannot_dilate_and_decoders_that_cannot_fit_are_refused_n
             build_model(name, "unet", 3, pretrained=False, backbone_kwargs={"output_stride": 16})
     one_level = {"model_name": "convnext_atto", "out_indices": [3]}  # a single stride-32 map
     with pytest.raises(ValueError, match="decoder 'fcn8s' cannot be built on backbone 'timm' \\(levels 320@32\\).*"
-                                         "no level at stride 16.*fit any pyramid: deeplabv3, deeplabv3plus, fpn, linear, "
+                                         "no level at stride 16.*fit any pyramid: deeplabv3, deeplabv3plus, dpt, fpn, linear, "
                                          "mask2former, pspnet, segformer, upernet"):
         build_model("timm", "fcn8s", 3, pretrained=False, backbone_kwargs=one_level)
     check_logits_and_gradients(build_model("timm", "deeplabv3plus", 3, pretrained=False, backbone_kwargs=one_level))
