@@ -18,11 +18,11 @@ from lightning.pytorch.callbacks import BatchSizeFinder, EMAWeightAveraging, Pro
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from segmodels.io.checkpoint_reader import open_checkpoint
 from segmodels.io.checkpoint_writer import SafeCheckpointIO
-from segmodels.io.init_from import load_matching
+from segmodels.io.init_from import load_matching, source_architecture
 from segmodels.training.cached_training import CachedTraining, feature_cache_options, refusal
 from segmodels.training.callbacks import CheckRanksInSync
 from segmodels.training.segmentation_module import SegmentationModule
@@ -206,9 +206,43 @@ def write_split_files(datamodule: L.LightningDataModule, folder: Path) -> None:
             _write(folder / f"{split}.txt", "\n".join(ids) + "\n")
 
 
+ARCHITECTURES = ("config", "source")
+
+
+def with_source_architecture(cfg: DictConfig) -> DictConfig:
+    """``model.architecture=source``: the backbone and decoder of ``model.init_from``'s folder replace the configured
+    ones (a published checkpoint's exact model, whatever its options), and its input statistics become the dataset's
+    unless the dataset names its own. ``config`` (the default) leaves ``cfg`` as it is."""
+    model = cfg.get("model") or {}
+    architecture = model.get("architecture", "config")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"model.architecture={architecture}: choose config (the backbone and decoder groups) or source "
+                         f"(model.init_from's own)")
+    if architecture == "config":
+        return cfg
+    if not model.get("init_from"):
+        raise ValueError("model.architecture=source takes the architecture of model.init_from: give "
+                         "model.init_from=<model folder>")
+    source = source_architecture(model.init_from)
+    cfg = cfg.copy()
+    kept = {k: cfg.backbone[k] for k in CACHE_OPTIONS if k in cfg.backbone}  # the run's settings, not the model's
+    # options the source does not fix (a loss weight, mask annealing) stay the recipe's when it names the same part
+    backbone = _plain(cfg.backbone) if cfg.backbone.get("name") == source["backbone"] else {}
+    decoder = _plain(cfg.decoder) if cfg.decoder.get("name") == source["decoder"] else {}
+    with open_dict(cfg):
+        cfg.backbone = {**backbone, "name": source["backbone"], "pretrained": False,
+                        **(source["backbone_kwargs"] or {}), **kept}
+        cfg.decoder = {**decoder, "name": source["decoder"], **(source["decoder_kwargs"] or {})}
+        cfg.in_channels = source["in_channels"] or cfg.get("in_channels", 3)
+        if cfg.dataset.get("mean") is None and source["mean"]:
+            cfg.dataset.mean, cfg.dataset.std = list(source["mean"]), list(source["std"])
+    return cfg
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train, validate every epoch, test the best checkpoint; return (and save) the metrics. Changes no warning
     filter: ``train.py`` quiets third-party messages (``console.quiet_third_party``), a notebook keeps its own."""
+    cfg = with_source_architecture(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     trust = bool(cfg.get("trust_checkpoint", False))  # open ckpt_path / model.init_from beyond weights-only
     output_dir = Path(cfg.output_dir)

@@ -11,7 +11,7 @@ from torch import nn
 
 from .checkpoint_reader import open_checkpoint
 from .model_folder import read_pretrained
-from .transformers_import import import_folder, is_transformers_folder
+from .transformers_import import import_folder, is_transformers_folder, read_folder
 
 
 def load_matching(module: nn.Module, checkpoint: str | Path, trust: bool = False) -> dict[str, list[str]]:
@@ -40,3 +40,16 @@ def folder_state(folder: Path) -> dict[str, torch.Tensor]:
     else:
         state = load_file(str(read_pretrained(folder)[1]))
     return {f"model.{k}": v for k, v in state.items()}
+
+
+def source_architecture(folder: str | Path) -> dict:
+    """The architecture a model folder holds (this project's or a transformers one): backbone and decoder with their
+    options, and the input statistics it was trained with; for ``model.architecture=source``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model.init_from={folder}: model.architecture=source reads the architecture from a "
+                                f"model folder (train.py's <run>/model, convert.py's output or a transformers folder); "
+                                f"this is not a folder")
+    hparams = read_folder(folder).hparams if is_transformers_folder(folder) else read_pretrained(folder)[0]
+    keys = ("backbone", "backbone_kwargs", "decoder", "decoder_kwargs", "mean", "std", "in_channels")
+    return {key: hparams.get(key) for key in keys}

@@ -119,22 +119,32 @@ def semantic_probabilities(outputs, size) -> torch.Tensor:
     return scores / scores.sum(1, keepdim=True)
 
 
-def test_mask2former_with_a_resnet_backbone_imports_with_parity(tmp_path):
+def labelled(labels: int) -> dict:
+    return {"num_labels": labels, "id2label": {i: f"thing{i}" for i in range(labels)},
+            "label2id": {f"thing{i}": i for i in range(labels)}}
+
+
+def save_mask2former(folder, labels: int = 5):
     backbone = transformers.ResNetConfig(depths=[1, 1, 1, 1], hidden_sizes=[32, 64, 128, 256], embedding_size=64,
                                          layer_type="bottleneck", out_features=["stage1", "stage2", "stage3", "stage4"])
     config = transformers.Mask2FormerConfig(
-        backbone_config=backbone, num_labels=5, num_queries=8, hidden_dim=32, feature_size=32, mask_feature_size=32,
+        backbone_config=backbone, num_queries=8, hidden_dim=32, feature_size=32, mask_feature_size=32,
         encoder_layers=1, decoder_layers=3, dim_feedforward=64, encoder_feedforward_dim=64, num_attention_heads=4,
-        id2label={i: f"thing{i}" for i in range(5)}, label2id={f"thing{i}": i for i in range(5)})
+        **labelled(labels))
     torch.manual_seed(0)
     model = randomised(transformers.Mask2FormerForUniversalSegmentation(config))
     with torch.no_grad():  # classes and masks far apart: a wrong tensor moves the probabilities
         model.class_predictor.weight.mul_(20)
         model.model.transformer_module.decoder.mask_predictor.get_submodule("mask_embedder.2.0").weight.mul_(200)
-    model.save_pretrained(tmp_path / "mask2former")
+    model.save_pretrained(folder)
     processor = transformers.Mask2FormerImageProcessor(do_resize=False, do_pad=False, image_mean=[0.4, 0.5, 0.6],
                                                        image_std=[0.2, 0.25, 0.3])
-    processor.save_pretrained(tmp_path / "mask2former")
+    processor.save_pretrained(folder)
+    return model, processor
+
+
+def test_mask2former_with_a_resnet_backbone_imports_with_parity(tmp_path):
+    model, processor = save_mask2former(tmp_path / "mask2former")
     module = SegmentationModule.from_pretrained(str(tmp_path / "mask2former"))
     assert module.hparams.decoder == "mask2former" and module.hparams.decoder_kwargs["layers"] == 2
 
@@ -149,26 +159,28 @@ def test_mask2former_with_a_resnet_backbone_imports_with_parity(tmp_path):
     assert np.array_equal(module.segment(image), expected.argmax(1)[0].numpy())
 
 
-def test_eomt_with_registers_imports_with_parity_and_an_unfinished_annealing_is_refused(tmp_path):
+def save_eomt(folder, labels: int = 5, annealing: float = 0.0):
     config = transformers.EomtConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, image_size=64,
-                                     patch_size=16, num_register_tokens=4, num_blocks=2, num_queries=6, num_labels=5,
-                                     id2label={i: f"thing{i}" for i in range(5)},
-                                     label2id={f"thing{i}": i for i in range(5)})
+                                     patch_size=16, num_register_tokens=4, num_blocks=2, num_queries=6,
+                                     **labelled(labels))
     torch.manual_seed(0)
     model = randomised(transformers.EomtForUniversalSegmentation(config))
     with torch.no_grad():
-        model.attn_mask_probs.fill_(0.5)  # mid-annealing: still masks at inference
+        model.attn_mask_probs.fill_(annealing)  # 0: fully annealed, as a published checkpoint
         for name, parameter in model.named_parameters():
             if "lambda1" in name:  # layer scales off their start, so every block counts
                 parameter.uniform_(0.5, 1.5)
         model.class_predictor.weight.mul_(20)
         model.mask_head.fc3.weight.mul_(20)
-    model.save_pretrained(tmp_path / "unfinished")
+    model.save_pretrained(folder)
+    return model
+
+
+def test_eomt_with_registers_imports_with_parity_and_an_unfinished_annealing_is_refused(tmp_path):
+    save_eomt(tmp_path / "unfinished", annealing=0.5)  # mid-annealing: still masks at inference
     with pytest.raises(ArchitectureMismatch, match=r"attn_mask_probs \[0.5, 0.5\].*runs unmasked"):
         SegmentationModule.from_pretrained(str(tmp_path / "unfinished"))
-    with torch.no_grad():
-        model.attn_mask_probs.zero_()  # fully annealed, as a published checkpoint
-    model.save_pretrained(tmp_path / "eomt")
+    model = save_eomt(tmp_path / "eomt")
     module = SegmentationModule.from_pretrained(str(tmp_path / "eomt"))
     assert module.hparams.decoder == "eomt" and module.model.backbone.vit.num_prefix_tokens == 5  # class + 4 registers
 
@@ -180,19 +192,25 @@ def test_eomt_with_registers_imports_with_parity_and_an_unfinished_annealing_is_
     assert (ours - expected).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("fusion_norm", [False, True])  # dpt-large-ade's residual units have BatchNorm
-def test_dpt_imports_with_parity_and_without_its_auxiliary_head(tmp_path, fusion_norm):
+def save_dpt(folder, labels: int = 5, fusion_norm: bool = False):
     config = transformers.DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
                                     image_size=64, patch_size=16, backbone_out_indices=[0, 1, 2, 3],
-                                    neck_hidden_sizes=[8, 16, 32, 64], fusion_hidden_size=16, num_labels=5,
-                                    use_batch_norm_in_fusion_residual=fusion_norm, use_auxiliary_head=True)
+                                    neck_hidden_sizes=[8, 16, 32, 64], fusion_hidden_size=16,
+                                    use_batch_norm_in_fusion_residual=fusion_norm, use_auxiliary_head=True,
+                                    **labelled(labels))
     torch.manual_seed(0)
     model = randomised(transformers.DPTForSemanticSegmentation(config))
     with torch.no_grad():  # weights of unit gain: maps that vary over the image, so a wrong tensor shows
         for layer in model.modules():
             if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
                 torch.nn.init.kaiming_normal_(layer.weight)
-    model.save_pretrained(tmp_path / "dpt")
+    model.save_pretrained(folder)
+    return model
+
+
+@pytest.mark.parametrize("fusion_norm", [False, True])  # dpt-large-ade's residual units have BatchNorm
+def test_dpt_imports_with_parity_and_without_its_auxiliary_head(tmp_path, fusion_norm):
+    model = save_dpt(tmp_path / "dpt", fusion_norm=fusion_norm)
     module = SegmentationModule.from_pretrained(str(tmp_path / "dpt"))
     assert module.hparams.decoder == "dpt" and module.hparams.backbone_kwargs["norm_eps"] == 1e-12
     x = torch.randn(1, 3, 64, 64)  # transformers' DPT adds its position embeddings unresized at its image_size
@@ -265,4 +283,45 @@ def test_convert_evaluate_and_fine_tune_from_a_published_folder(tmp_path, tiny_d
                                                                         "model.decoder.classifier.weight"]
     assert not report["absent"] and len(report["loaded"]) == len(module.state_dict()) - 2
     metrics = train(compose_train(overrides))
+    assert metrics["test/mIoU"] > 0 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+FAMILIES = {  # recipe, a published folder's stand-in, the class-specific tensors that start anew at another count
+    "upernet_convnext_finetune": (save_upernet_convnext, ["model.decoder.classifier.bias",
+                                                          "model.decoder.classifier.weight"]),
+    "mask2former_finetune": (save_mask2former, ["model.decoder.classifier.bias", "model.decoder.classifier.weight"]),
+    "eomt_finetune": (save_eomt, ["model.decoder.classifier.bias", "model.decoder.classifier.weight"]),
+    "dpt_finetune": (save_dpt, ["model.decoder.head.4.bias", "model.decoder.head.4.weight"]),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(FAMILIES))
+def test_each_family_fine_tunes_from_a_published_folder_as_that_model(recipe, tmp_path, tiny_demo):
+    from segmodels.cli.train import build_module, with_source_architecture
+    from segmodels.io.init_from import load_matching
+    from tests.helpers import compose_train, tiny_overrides
+
+    save, class_specific = FAMILIES[recipe]
+    save(tmp_path / "published", labels=7)  # 7 classes published; the demo data has 4
+    cfg = with_source_architecture(compose_train(tiny_overrides(
+        tiny_demo, tmp_path / "run", f"experiment={recipe}", f"model.init_from={tmp_path / 'published'}")))
+    module = build_module(cfg, num_classes=4)
+    report = load_matching(module, tmp_path / "published")
+    assert sorted(k.split(" ")[0] for k in report["other_shape"]) == class_specific  # and nothing else starts anew
+    assert not report["absent"] and len(report["loaded"]) == len(module.state_dict()) - 2
+    source = SegmentationModule.from_pretrained(str(tmp_path / "published"))
+    assert module.hparams.backbone_kwargs == {**source.hparams.backbone_kwargs, **{
+        k: v for k, v in module.hparams.backbone_kwargs.items() if k not in source.hparams.backbone_kwargs}}
+    assert (module.mean, module.std) == (source.mean, source.std)  # the source's input statistics
+
+
+def test_a_fine_tuning_run_from_a_published_dpt_trains_and_tests(tmp_path, tiny_demo):
+    from segmodels.cli.train import train
+    from tests.helpers import compose_train, tiny_overrides
+
+    save_dpt(tmp_path / "published", labels=7)
+    metrics = train(compose_train(tiny_overrides(tiny_demo, tmp_path / "run", "experiment=dpt_finetune",
+                                                 f"model.init_from={tmp_path / 'published'}")))
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    assert "name: dpt" in config and "readout: project" in config  # the run records the architecture it trained
     assert metrics["test/mIoU"] > 0 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
