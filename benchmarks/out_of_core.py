@@ -1,12 +1,13 @@
 """Peak memory and time of predict.py on GeoTIFFs of growing size: window by window, memory stays flat.
 
     python benchmarks/out_of_core.py                                   # 2,048^2, 8,192^2 and 20,000^2 px, CPU
+    python benchmarks/out_of_core.py --overlap 0 --in-memory 2048      # abutting windows: the figures in the docs
     python benchmarks/out_of_core.py --sides 2048 --in-memory 2048     # also the whole-image path, for comparison
 
 Each image is a generated 3-band uint8 GeoTIFF (UTM 33N, tiled, deflate; smooth shapes plus noise), written strip by
 strip so that making it needs little memory either. The model is the default run's architecture (EfficientNet-Lite0
 + U-Net, 4 classes) with random weights, saved as a model folder. predict.py runs in a child process under
-``/usr/bin/time -v`` (its peak resident memory) with 512 x 512 windows at the default overlap, ``--window-batch``
+``/usr/bin/time -v`` (its peak resident memory) with 512 x 512 windows at ``--overlap`` (0.25), ``--window-batch``
 (1) and the default engine; the output's CRS, transform and tiling are read back and checked. ``--in-memory N`` also runs
 ``stream=never`` on images up to N pixels a side (the whole image and a float32 classes x H x W sum in memory) and
 checks that both class maps agree.
@@ -50,9 +51,9 @@ def write_scene(path: Path, side: int, strip: int = 1024) -> None:
                 out.write(shapes + noise + 20 * band, band + 1, window=rasterio.windows.Window(0, top, side, len(rows)))
 
 
-def run_predict(model: Path, image: Path, output: Path, window_batch: int, *extra: str) -> dict:
+def run_predict(model: Path, image: Path, output: Path, window_batch: int, overlap: float, *extra: str) -> dict:
     command = ["/usr/bin/time", "-v", sys.executable, str(ROOT / "predict.py"), f"model={model}", f"input={image}",
-               f"output={output}", "tile=512", f"window_batch={window_batch}", *extra]
+               f"output={output}", "tile=512", f"overlap={overlap}", f"window_batch={window_batch}", *extra]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - start
@@ -66,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sides", type=int, nargs="+", default=[2048, 8192, 20000])
     parser.add_argument("--window-batch", type=int, default=1)
+    parser.add_argument("--overlap", type=float, default=0.25, help="of neighbouring windows (0: abutting)")
     parser.add_argument("--in-memory", type=int, default=0, help="also run stream=never on images up to this side and "
                                                                  "compare the class maps")
     parser.add_argument("--folder", default=None, help="where the generated images go (default: a temporary folder)")
@@ -83,7 +85,9 @@ def main() -> None:
             image = folder / f"scene_{side}.tif"
             write_scene(image, side)
             row = {"side": side, "megapixels": side * side / 1e6, "window_batch": args.window_batch,
-                   "streamed": run_predict(folder / "model", image, folder / f"out_{side}", args.window_batch)}
+                   "overlap": args.overlap,
+                   "streamed": run_predict(folder / "model", image, folder / f"out_{side}", args.window_batch,
+                                           args.overlap)}
             row["streamed"]["seconds_per_megapixel"] = row["streamed"]["seconds"] / row["megapixels"]
             with rasterio.open(folder / f"out_{side}" / image.name) as out, rasterio.open(image) as source:
                 row["output"] = {"crs": str(out.crs), "same_crs": out.crs == source.crs,
@@ -93,7 +97,7 @@ def main() -> None:
                 streamed = out.read(1) if compared else None
             if compared:
                 row["in_memory"] = run_predict(folder / "model", image, folder / f"whole_{side}", args.window_batch,
-                                               "stream=never")
+                                               args.overlap, "stream=never")
                 from PIL import Image
 
                 whole = np.asarray(Image.open(folder / f"whole_{side}" / f"scene_{side}.png"))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_cost import cost  # noqa: E402
@@ -42,11 +43,18 @@ def plot(rows: list[dict], path: Path, size: int, classes: int) -> None:
     axes = figure.subplots(1, 2)
     for axis, key, label in ((axes[0], "gflops", f"forward GFLOPs at {size} x {size}, {classes} classes (log)"),
                              (axes[1], "parameters", "parameters, millions (log)")):
-        for row in rows:
+        placed: list[float] = []
+        for row in sorted(rows, key=lambda r: r["test_miou"]):
             x = row[key] / (1e6 if key == "parameters" else 1)
             axis.scatter(x, row["test_miou"], color="tab:blue")
-            axis.annotate(row["decoder"], (x, row["test_miou"]), textcoords="offset points", xytext=(4, 3), fontsize=8)
+            # a label within 2 points of one already placed goes below its point, so two never print over each other
+            below = any(abs(row["test_miou"] - y) < 2 for y in placed)
+            placed.append(row["test_miou"])
+            axis.annotate(row["decoder"], (x, row["test_miou"]), textcoords="offset points",
+                          xytext=(4, -10 if below else 3), fontsize=8)
         axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(ScalarFormatter())  # 3, 10, 30 rather than 3 x 10^0
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel(label)
         axis.set_ylabel("test mIoU (%)")
         axis.grid(True, alpha=0.3)

@@ -11,14 +11,21 @@ from segmodels.training.segmentation_module import SegmentationModule
 # Published figures of checkpoints on the Hugging Face hub, with where they come from and how they were measured.
 # Quoted, not measured here: python evaluate.py model=<folder> protocol=... reproduces them on the real dataset.
 SEGFORMER_PAPER = "Xie et al. 2021, SegFormer, Table 1 (single scale)"
+CONVNEXT_PAPER = "Liu et al. 2022, A ConvNet for the 2020s, UperNet on ADE20K (single scale)"
 PUBLISHED: dict[str, dict[str, Any]] = {
     **{f"nvidia/segformer-b{b}-finetuned-ade-{size}-{size}": {
-        "dataset": "ADE20K val", "mIoU": miou, "protocol": f"shorter side {size}, whole image", "source": SEGFORMER_PAPER}
+        "dataset": "ADE20K val", "mIoU": miou,
+        "protocol": f"shorter side {size}, whole image" + (" (protocol=mmseg_ade20k)" if size == 512 else ""),
+        "source": SEGFORMER_PAPER}
        for b, miou, size in ((0, 37.4, 512), (1, 42.2, 512), (2, 46.5, 512), (3, 49.4, 512), (4, 50.3, 512),
                              (5, 51.0, 640))},
     **{f"nvidia/segformer-b{b}-finetuned-cityscapes-1024-1024": {
-        "dataset": "Cityscapes val", "mIoU": miou, "protocol": "sliding 1024x1024 windows", "source": SEGFORMER_PAPER}
+        "dataset": "Cityscapes val", "mIoU": miou, "protocol": "sliding 1024x1024 windows (protocol=mmseg_cityscapes)",
+        "source": SEGFORMER_PAPER}
        for b, miou in ((0, 76.2), (1, 78.5), (2, 81.0), (3, 81.7), (4, 82.3), (5, 82.4))},
+    **{f"openmmlab/upernet-convnext-{size}": {
+        "dataset": "ADE20K val", "mIoU": miou, "protocol": "shorter side 512, whole image (protocol=mmseg_ade20k)",
+        "source": CONVNEXT_PAPER} for size, miou in (("tiny", 46.0), ("small", 48.7))},
 }
 
 

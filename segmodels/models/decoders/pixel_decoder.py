@@ -13,6 +13,7 @@ encoder, so a backbone with strides 8..32 only (or a dilated one) still fits.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import torch
@@ -83,7 +84,9 @@ class PixelDecoder(nn.Module):
         """Mask features and the refined levels, in float32 with autocast off whatever the trainer's precision (the
         reference's ``@autocast(enabled=False)``: deformable attention's sampling is fragile in half precision)."""
         device = next(level for level in levels if level is not None).device.type
-        with torch.autocast(device_type=device, enabled=False):
+        # the meta device (FLOP counting) has no autocast to turn off
+        off = torch.autocast(device_type=device, enabled=False) if device != "meta" else contextlib.nullcontext()
+        with off:
             return self.encode([None if level is None else level.float() for level in levels])
 
     def encode(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
