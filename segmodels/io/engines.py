@@ -137,8 +137,17 @@ def onnxruntime_engine(module, source: Path | None, opset: int | None = None, pr
     if path.is_file():
         log.info("engine onnxruntime: reusing %s", path)
         return OnnxRuntimeModel(path, providers, threads)
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(suffix=".onnx", dir=folder)  # renamed when checked: a reader never sees half
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(suffix=".onnx", dir=folder)  # renamed when checked: no reader sees half
+    except OSError as error:  # a read-only checkpoint folder: the user's cache instead, said
+        cache = graph_folder(None)
+        log.info("engine onnxruntime: %s is not writable (%s); the graph goes to %s", folder, error.strerror, cache)
+        cache.mkdir(parents=True, exist_ok=True)
+        path = cache / path.name
+        if path.is_file():
+            return OnnxRuntimeModel(path, providers, threads)
+        handle, partial = tempfile.mkstemp(suffix=".onnx", dir=cache)
     os.close(handle)
     try:
         trace = torch.randn(2, module.hparams.in_channels, 64, 64)

@@ -29,7 +29,7 @@ import torch
 from datamodules.normalization import Normalization
 from datamodules.palette import palette_of
 from datamodules.progress import progress
-from segmodels.models.inference import blend_weights, pair, window_starts
+from segmodels.models.inference import blend_weights, pair, window_starts, window_stride
 
 log = logging.getLogger(__name__)
 NODATA = 255  # the class maps' nodata value (uint8); uint16 maps (more than 255 classes) use 65535
@@ -129,7 +129,7 @@ def predict_raster(
         height, width, masked = source.height, source.width, has_mask(source)
         tile = pair(tile, "tile")
         window = (min(tile[0], height), min(tile[1], width))
-        steps = pair(stride, "stride") if stride else tuple(max(1, int(t * (1 - overlap))) for t in tile)
+        steps = window_stride(tile, stride, overlap)
         tops, lefts = window_starts(height, tile[0], steps[0]), window_starts(width, tile[1], steps[1])
         profile = output_profile(source, classes, block)
         colormap = {i: tuple(int(c) for c in colour) for i, colour in

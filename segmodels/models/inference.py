@@ -109,6 +109,15 @@ def predict_probabilities(
     return total / copies if copies > 1 else total
 
 
+def window_stride(tile: tuple[int, int], stride, overlap: float) -> tuple[int, int]:
+    """``stride`` as (h, w), or the window less ``overlap``; refused when windows would leave pixels uncovered."""
+    steps = pair(stride, "stride") if stride else tuple(max(1, int(t * (1 - overlap))) for t in tile)
+    if steps[0] > tile[0] or steps[1] > tile[1]:
+        raise ValueError(f"stride={list(steps)} is larger than the window tile={list(tile)}: pixels between windows "
+                         f"would get no prediction; give a stride of at most the window")
+    return steps
+
+
 def window_grid(height: int, width: int, tile: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, int]]:
     """(top, left) of every window, row by row: mmsegmentation's slide_inference grid (the last window of a row or
     column flush with the image's edge; a side shorter than the window is one window of that side)."""
@@ -126,7 +135,7 @@ def sliding_logits(model: nn.Module, images: torch.Tensor, tile, overlap: float,
     tile = pair(tile, "tile")
     if height <= tile[0] and width <= tile[1]:
         return model(images).float()
-    stride = pair(stride, "stride") if stride else tuple(max(1, int(t * (1 - overlap))) for t in tile)
+    stride = window_stride(tile, stride, overlap)
     if window_batch < 1:
         raise ValueError(f"window_batch={window_batch}: give 1 or more windows per forward pass")
     grid = window_grid(height, width, tile, stride)

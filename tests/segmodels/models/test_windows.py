@@ -66,3 +66,5 @@ def test_bad_window_settings_are_refused_by_name():
         predict_probabilities(model, torch.zeros(1, 1, 600, 600), tile=[512, 0])
     with pytest.raises(ValueError, match=r"blend='smooth': choose one of uniform, gaussian, cosine"):
         predict_probabilities(model, torch.zeros(1, 1, 600, 600), tile=512, blend="smooth")
+    with pytest.raises(ValueError, match=r"stride=\[600, 300\] is larger than the window tile=\[512, 512\]"):
+        predict_probabilities(model, torch.zeros(1, 1, 1300, 1300), tile=512, stride=[600, 300])
