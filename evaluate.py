@@ -21,7 +21,7 @@ def main(cfg: DictConfig) -> float:
                        bins=cfg.calibration_bins, worst=cfg.worst, device=cfg.device, trust_checkpoint=cfg.trust_checkpoint,
                        confusion_counts=cfg.confusion_counts, model=cfg.get("model"), engine=cfg.engine,
                        providers=container(cfg.providers), fit=container(cfg.fit),
-                       protocol=container(cfg.protocol_record))
+                       protocol=container(cfg.protocol_record), grid=cfg.grid)
     print_evaluation(metrics, cfg.output_dir)
     return metrics["mIoU"]
 

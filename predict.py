@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
                              window_batch=cfg.window_batch, blend=cfg.blend, engine=cfg.engine, model=cfg.model,
                              stream=cfg.stream, probabilities=cfg.probabilities, bands=container(cfg.bands),
                              block=cfg.block, providers=container(cfg.providers), fit=container(cfg.fit),
-                             trainer=trainer)
+                             grid=cfg.grid, trainer=trainer)
     rank_zero_only(print)(f"wrote {len(written)} masks to {cfg.output}")
 
 

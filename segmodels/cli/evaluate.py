@@ -122,6 +122,7 @@ def evaluate(
     providers: Sequence[str] | None = None,
     fit: Sequence[int] | None = None,
     protocol: dict[str, Any] | None = None,
+    grid: str = "mmseg",
 ) -> dict[str, Any]:
     """Scores of ``ckpt_path`` (a .ckpt) or ``model`` (a model folder, ours or a transformers one) on ``split``; writes
     the files into ``output_dir`` and returns metrics.json's content. ``fit``, ``scales``, ``flip`` and the window
@@ -158,7 +159,7 @@ def evaluate(
         raw = batch["image"]
         images, masks = data.normalize(raw.to(device)), batch["mask"].to(device).long()
         probabilities = predict_probabilities(runner, images, flip=flip, tile=tile, overlap=overlap, scales=scales,
-                                              stride=stride, window_batch=window_batch, blend=blend, fit=fit)
+                                              stride=stride, window_batch=window_batch, blend=blend, fit=fit, grid=grid)
         scores.update(probabilities, masks)
         predictions = probabilities.argmax(dim=1)
         batch_confusions = confusion_per_image(predictions, masks, num_classes, ignore).cpu()  # one copy a batch
@@ -179,7 +180,7 @@ def evaluate(
         "engine": engine,
         "protocol": {**(protocol or {}), "fit": list(fit) if fit else None, "scales": scales, "flip": flip,
                      "tile": tile, "overlap": overlap if tile and not stride else None,
-                     "stride": stride, "blend": blend if tile else None,
+                     "stride": stride, "blend": blend if tile else None, "grid": grid if tile else None,
                      "boundary_ratio": boundary_ratio, "calibration_bins": bins},
         "seconds": seconds, "seconds_per_image": seconds / max(1, seen), "data_differs_from_training": differences,
         **report,

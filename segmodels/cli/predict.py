@@ -117,6 +117,9 @@ class FilePredictor(L.LightningModule):
     def predict_step(self, item: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
         options = self.options
         windows = {k: options[k] for k in ("tile", "overlap", "stride", "window_batch", "blend", "flip")}
+        if options["grid"] != "mmseg" and item.get("stream"):
+            raise ValueError(f"{item['path']}: grid={options['grid']} places windows over a whole image; a raster "
+                             f"predicted window by window uses mmsegmentation's grid (leave grid unset)")
         if item.get("stream"):
             if options["fit"]:
                 raise ValueError(f"{item['path']}: fit={options['fit']} resizes a whole image, which a raster "
@@ -132,7 +135,7 @@ class FilePredictor(L.LightningModule):
         array = image[..., None] if image.ndim == 2 else image
         x = Normalization(self.module.mean, self.module.std)(
             torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].to(self.device))
-        probabilities = predict_probabilities(self.runner, x, fit=options["fit"], **windows)
+        probabilities = predict_probabilities(self.runner, x, fit=options["fit"], grid=options["grid"], **windows)
         mask = probabilities.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
         return {**item, "mask": mask}
 
@@ -183,7 +186,7 @@ def predict_folder(ckpt_path: str | None, input: str, output: str, flip: bool = 
                    window_batch: int = 4, blend: str = "uniform", engine: str = "auto", model: str | None = None,
                    stream: str = "auto", probabilities: bool = False, bands: Sequence[int] | None = None,
                    block: int = 256, providers: Sequence[str] | None = None, fit: Sequence[int] | None = None,
-                   trainer: L.Trainer | None = None) -> list[Path]:
+                   grid: str = "mmseg", trainer: L.Trainer | None = None) -> list[Path]:
     """Masks of ``input`` (an image or a folder) from ``ckpt_path`` (a .ckpt) or ``model`` (a model folder) in
     ``output``; ``trainer`` (default: one process on ``device``) runs Lightning's predict loop. Returns the files this
     process wrote, or under several processes every file written."""
@@ -204,7 +207,7 @@ def predict_folder(ckpt_path: str | None, input: str, output: str, flip: bool = 
     trainer.callbacks.append(writer)
     job = FilePredictor(module, Path(model or ckpt_path), target, engine, providers, flip=flip, tile=tile,
                         overlap=overlap, stride=stride, window_batch=window_batch, blend=blend,
-                        probabilities=probabilities, bands=bands, block=block, fit=fit,
+                        probabilities=probabilities, bands=bands, block=block, fit=fit, grid=grid,
                         model_key=weights_key(module.model, dict(module.hparams), None))
     loader = DataLoader(ImageFiles(files, module.hparams.in_channels, stream), batch_size=None)
     trainer.predict(job, dataloaders=loader, return_predictions=False)

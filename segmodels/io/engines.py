@@ -84,9 +84,11 @@ def check_providers(providers: Sequence[str]) -> None:
 class OnnxRuntimeModel:
     """An ONNX Runtime session called like the model: torch images in, torch logits out, on the images' device."""
 
-    def __init__(self, path: Path, providers: Sequence[str], threads: int | None = None) -> None:
+    def __init__(self, path: Path, providers: Sequence[str], threads: int | None = None,
+                 log_scores: bool = False) -> None:
         import onnxruntime as ort
 
+        self.log_scores = log_scores  # as the model's: how overlapping windows average its output
         check_providers(providers)
         settings = ort.SessionOptions()
         if threads:
@@ -136,7 +138,7 @@ def onnxruntime_engine(module, source: Path | None, opset: int | None = None, pr
     check_providers(providers)
     if path.is_file():
         log.info("engine onnxruntime: reusing %s", path)
-        return OnnxRuntimeModel(path, providers, threads)
+        return OnnxRuntimeModel(path, providers, threads, model.log_scores)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle, partial = tempfile.mkstemp(suffix=".onnx", dir=folder)  # renamed when checked: no reader sees half
@@ -146,7 +148,7 @@ def onnxruntime_engine(module, source: Path | None, opset: int | None = None, pr
         cache.mkdir(parents=True, exist_ok=True)
         path = cache / path.name
         if path.is_file():
-            return OnnxRuntimeModel(path, providers, threads)
+            return OnnxRuntimeModel(path, providers, threads, model.log_scores)
         handle, partial = tempfile.mkstemp(suffix=".onnx", dir=cache)
     os.close(handle)
     try:
@@ -158,7 +160,7 @@ def onnxruntime_engine(module, source: Path | None, opset: int | None = None, pr
     finally:
         Path(partial).unlink(missing_ok=True)
     log.info("engine onnxruntime: wrote %s (%s exporter; probabilities within %.1e of PyTorch's)", path, exporter, gap)
-    return OnnxRuntimeModel(path, providers, threads)
+    return OnnxRuntimeModel(path, providers, threads, model.log_scores)
 
 
 def installed(name: str) -> bool:

@@ -159,6 +159,7 @@ def predict_raster(
         else:
             log.info("%s: resuming at row %d of %d (%s)", path, done, height, record.path)
         weights = blend_weights(*window, blend, torch.device("cpu"))
+        log_scores = bool(getattr(runner, "log_scores", False))
         rows_todo = [i for i, top in enumerate(tops) if top + window[0] > done]
         total_windows = len(rows_todo) * len(lefts)
         bar = progress(iter(()), desc=f"predict {path.name}", unit="window", total=total_windows)
@@ -187,6 +188,7 @@ def predict_raster(
                 scores = runner(crops).float()
                 if flip:  # each window and its mirror image, logits averaged
                     scores = (scores + runner(crops.flip(-1)).float().flip(-1)) / 2
+                scores = scores.exp() if log_scores else scores  # mask classification: its scores averaged
                 for index, left in enumerate(chunk):
                     buffer[:, :, left:left + window[1]] += scores[index] * weights[0]
                     counts[:, :, left:left + window[1]] += weights[0]
@@ -194,7 +196,8 @@ def predict_raster(
             seen += len(lefts)
             finished = slice(max(top, written) - buffer_top, final - buffer_top)
             if finished.stop > finished.start:
-                averaged = (buffer[:, finished] / counts[:, finished].clamp(min=1e-12)).softmax(dim=0)
+                averaged = buffer[:, finished] / counts[:, finished].clamp(min=1e-12)
+                averaged = averaged.clamp(min=1e-8).log().softmax(dim=0) if log_scores else averaged.softmax(dim=0)
                 labels = averaged.argmax(0).numpy().astype(profile["dtype"])
                 empty = (counts[0, finished] == 0).numpy()
                 if valid is not None:

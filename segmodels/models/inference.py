@@ -66,13 +66,16 @@ def blend_weights(height: int, width: int, blend: str, device: torch.device) -> 
     return (weights / weights.max()).clamp(min=1e-3)[None, None]
 
 
-def fitted_size(height: int, width: int, fit: Sequence[int]) -> tuple[int, int]:
+def fitted_size(height: int, width: int, fit: Sequence[int | None]) -> tuple[int, int]:
     """The size mmsegmentation's ``Resize(scale=(long, short), keep_ratio=True)`` gives an image: the largest that
     fits a ``long`` x ``short`` box in either orientation (mmcv's ``rescale_size``: the factor is
     min(long / longer side, short / shorter side), up or down, and sides are rounded half up). detectron2's
-    ``ResizeShortestEdge(short, max_size=long)`` (Mask2Former's test resize) gives the same factor."""
-    long, short = pair(fit, "fit")
-    factor = min(max(long, short) / max(height, width), min(long, short) / min(height, width))
+    ``ResizeShortestEdge(short, max_size=long)`` (Mask2Former's test resize) gives the same factor. ``long`` None:
+    no bound on the longer side, the shorter side becomes ``short`` (EoMT's test resize)."""
+    if not isinstance(fit, (list, tuple)) or len(fit) != 2:
+        raise ValueError(f"fit={fit}: give [long, short], e.g. fit=[2048,512], or [null,512] for the shorter side only")
+    long, short = (None if fit[0] is None else pair(fit[0], "fit")[0]), pair(fit[1], "fit")[0]
+    factor = min(short / min(height, width), (max(long, short) / max(height, width)) if long else float("inf"))
     return int(height * factor + 0.5), int(width * factor + 0.5)
 
 
@@ -80,12 +83,13 @@ def fitted_size(height: int, width: int, fit: Sequence[int]) -> tuple[int, int]:
 def predict_probabilities(
     model: nn.Module, images: torch.Tensor, flip: bool = False, tile: int | Sequence[int] | None = None,
     overlap: float = 0.25, scales: Sequence[float] = (1.0,), stride: int | Sequence[int] | None = None,
-    window_batch: int = 4, blend: str = "uniform", fit: Sequence[int] | None = None,
+    window_batch: int = 4, blend: str = "uniform", fit: Sequence[int] | None = None, grid: str = "mmseg",
 ) -> torch.Tensor:
     """(N, C, H, W) class probabilities at the images' size. ``fit`` ([long, short]) first resizes each image to
     fit that box, keeping its ratio (``fitted_size``); ``scales`` multiply that size and ``flip`` adds the mirror
     image; ``tile`` slides a window (``tile`` or [height, width]) over an image larger than it, every ``stride``
-    pixels (or [h, w]; default: the window less ``overlap``), ``window_batch`` windows per forward pass.
+    pixels (or [h, w]; default: the window less ``overlap``), ``window_batch`` windows per forward pass; ``grid``
+    places the windows (``window_grid``).
 
     As mmsegmentation's ``slide_inference`` and test-time augmentation: windows average logits (weighted by
     ``blend``), each augmented copy's logits are resized to the image's size before the softmax, and the copies'
@@ -99,7 +103,7 @@ def predict_probabilities(
                                                                         align_corners=False)
         for mirrored in (False, True) if flip else (False,):
             logits = sliding_logits(model, resized.flip(-1) if mirrored else resized, tile, overlap, stride,
-                                    window_batch, blend)
+                                    window_batch, blend, grid)
             logits = logits.flip(-1) if mirrored else logits
             if logits.shape[-2:] != (height, width):
                 logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
@@ -118,17 +122,38 @@ def window_stride(tile: tuple[int, int], stride, overlap: float) -> tuple[int, i
     return steps
 
 
-def window_grid(height: int, width: int, tile: tuple[int, int], stride: tuple[int, int]) -> list[tuple[int, int]]:
-    """(top, left) of every window, row by row: mmsegmentation's slide_inference grid (the last window of a row or
-    column flush with the image's edge; a side shorter than the window is one window of that side)."""
+GRIDS = ("mmseg", "even")
+
+
+def evenly_spread(length: int, tile: int) -> list[int]:
+    """EoMT's window offsets: as few windows as cover ``length``, their overlap shared out evenly (its
+    ``window_imgs_semantic``: ceil(length / tile) windows, the j-th at int(j * (tile - overlap / (count - 1))))."""
+    if length <= tile:
+        return [0]
+    count = -(-length // tile)
+    overlap = count * tile - length
+    step = tile - (overlap / (count - 1) if overlap > 0 else 0)
+    return [int(j * step) for j in range(count)]
+
+
+def window_grid(height: int, width: int, tile: tuple[int, int], stride: tuple[int, int],
+                grid: str = "mmseg") -> list[tuple[int, int]]:
+    """(top, left) of every window, row by row. ``mmseg``: mmsegmentation's slide_inference grid (every ``stride``
+    pixels, the last window of a row or column flush with the image's edge; a side shorter than the window is one
+    window of that side). ``even``: EoMT's, the fewest windows that cover each side, spread evenly (no stride)."""
+    if grid not in GRIDS:
+        raise ValueError(f"grid={grid!r}: choose one of {', '.join(GRIDS)}")
+    if grid == "even":
+        return [(top, left) for top in evenly_spread(height, tile[0]) for left in evenly_spread(width, tile[1])]
     return [(top, left) for top in window_starts(height, tile[0], stride[0])
             for left in window_starts(width, tile[1], stride[1])]
 
 
 def sliding_logits(model: nn.Module, images: torch.Tensor, tile, overlap: float, stride, window_batch: int,
-                   blend: str) -> torch.Tensor:
+                   blend: str, grid: str = "mmseg") -> torch.Tensor:
     """Float logits of ``images``: one forward pass, or windows averaged as mmsegmentation's ``slide_inference``
-    (weighted by ``blend``)."""
+    (weighted by ``blend``). A model whose output is the log of class scores (``log_scores``: Mask2Former, EoMT)
+    has the scores averaged, as EoMT's evaluation does, and their log returned."""
     height, width = images.shape[-2:]
     if not tile:
         return model(images).float()
@@ -138,19 +163,21 @@ def sliding_logits(model: nn.Module, images: torch.Tensor, tile, overlap: float,
     stride = window_stride(tile, stride, overlap)
     if window_batch < 1:
         raise ValueError(f"window_batch={window_batch}: give 1 or more windows per forward pass")
-    grid = window_grid(height, width, tile, stride)
+    windows = window_grid(height, width, tile, stride, grid)
     window = (min(tile[0], height), min(tile[1], width))  # every window of this image has this size
+    scores = bool(getattr(model, "log_scores", False))
     weights = blend_weights(*window, blend, images.device)
     total, counts = None, torch.zeros(1, 1, height, width, device=images.device)
     batch = images.shape[0]
-    for first in range(0, len(grid), window_batch):
-        chunk = grid[first:first + window_batch]
+    for first in range(0, len(windows), window_batch):
+        chunk = windows[first:first + window_batch]
         crops = torch.cat([images[..., top:top + window[0], left:left + window[1]] for top, left in chunk])
         logits = model(crops).float()
+        logits = logits.exp() if scores else logits
         if total is None:
             total = torch.zeros(batch, logits.shape[1], height, width, device=images.device)
         for index, (top, left) in enumerate(chunk):
             part = logits[index * batch:(index + 1) * batch]
             total[..., top:top + window[0], left:left + window[1]] += part * weights
             counts[..., top:top + window[0], left:left + window[1]] += weights
-    return total / counts
+    return (total / counts).clamp(min=1e-8).log() if scores else total / counts

@@ -30,6 +30,12 @@ class SegmentationModel(nn.Module):
     def std(self) -> tuple[float, ...]:
         return self.backbone.std
 
+    @property
+    def log_scores(self) -> bool:
+        """Whether the output is the log of class scores (mask classification) rather than logits: overlapping
+        windows then average the scores, as Mask2Former's and EoMT's evaluation does."""
+        return bool(getattr(self.decoder, "log_scores", False))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.backbone(self.pad(x)), *x.shape[-2:])
 

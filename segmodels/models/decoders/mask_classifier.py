@@ -23,6 +23,7 @@ class MaskClassifier(nn.Module):
         raise NotImplementedError
 
     takes_size = True  # the decoder contract: forward(levels, size) gets the (padded) input size
+    log_scores = True  # its output is the log of class scores: windows average the scores themselves
 
     def forward(self, levels: list[torch.Tensor], size: tuple[int, int] | None = None) -> torch.Tensor:
         """(N, num_classes, H, W) log semantic scores: as Mask2Former's and EoMT's inference, each query's mask logits

@@ -24,6 +24,7 @@ def test_the_keep_ratio_resize_is_mmcvs_rescale_size_by_hand():
     assert fitted_size(1024, 2048, [2049, 1025]) == (1025, 2049)  # mmsegmentation's 769 Cityscapes pipeline
     assert fitted_size(1024, 2048, [2048, 1024]) == (1024, 2048)
     assert fitted_size(900, 600, [2048, 512]) == (768, 512)  # portrait: the box turns with the image
+    assert fitted_size(300, 2000, [None, 512]) == (512, 3413)  # EoMT's: the shorter side only, 2000 * 512/300
 
 
 def test_each_cityscapes_presets_windows_are_mmsegmentations_slide_grid_by_hand():
@@ -37,6 +38,16 @@ def test_each_cityscapes_presets_windows_are_mmsegmentations_slide_grid_by_hand(
         (0, 0), (0, 513), (0, 1026), (0, 1280), (256, 0), (256, 513), (256, 1026), (256, 1280)]
     assert window_grid(1024, 2048, (1024, 1024), (768, 768)) == mmseg(1024, 2048, (1024, 1024), (768, 768)) == [
         (0, 0), (0, 768), (0, 1024)]
+
+
+def test_eomts_windows_are_the_fewest_that_cover_the_longer_side_spread_evenly_by_hand():
+    from segmodels.models.inference import evenly_spread
+
+    # EoMT's window_imgs_semantic written out: ceil(L / t) windows at int(j * (t - overlap / (count - 1)))
+    assert evenly_spread(683, 512) == [0, 171]  # overlap 341, both windows flush with an edge
+    assert evenly_spread(1500, 512) == [0, 494, 988]  # overlap 36, 18 each
+    assert evenly_spread(1024, 512) == [0, 512] and evenly_spread(400, 512) == [0]
+    assert window_grid(512, 683, (512, 512), (384, 384), grid="even") == [(0, 0), (0, 171)]
 
 
 def test_fit_runs_the_model_at_the_fitted_size_and_resizes_its_logits_to_the_image():

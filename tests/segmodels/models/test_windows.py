@@ -68,3 +68,22 @@ def test_bad_window_settings_are_refused_by_name():
         predict_probabilities(model, torch.zeros(1, 1, 600, 600), tile=512, blend="smooth")
     with pytest.raises(ValueError, match=r"stride=\[600, 300\] is larger than the window tile=\[512, 512\]"):
         predict_probabilities(model, torch.zeros(1, 1, 1300, 1300), tile=512, stride=[600, 300])
+
+
+class LogScores(nn.Module):
+    """A mask-classification-like model: log class scores, class 0's score the column's place in the window."""
+
+    log_scores = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = WindowPosition()(x).clamp(min=0.01)
+        scores[:, 1] = 0.5
+        return scores.log()
+
+
+def test_a_model_of_log_scores_has_its_scores_averaged_over_windows_as_eomt_does():
+    images = torch.zeros(1, 1, 4, 12)  # windows 8 wide at 0 and 4: column 6 is the 7th of one, the 3rd of the other
+    probabilities = predict_probabilities(LogScores(), images, tile=[4, 8], stride=[4, 4])
+    first, second = 6 / 7, 2 / 7  # class 0's score in each window; class 1's is 0.5 in both
+    mean = (first + second) / 2
+    assert float(probabilities[0, 0, 0, 6]) == pytest.approx(mean / (mean + 0.5), abs=1e-6)
