@@ -6,7 +6,8 @@ logits, so the class map equals the in-memory path's; ``flip`` mirrors each wind
 row of windows is read as a strip (rasterio windowed reads), predicted ``window_batch`` windows at a time, and their
 logits added into a float32 buffer of the strip's rows; rows no later window row can
 reach are final, turned into classes, and written to the output in whole blocks. Memory is bounded by the strip
-(window height x image width x classes) and the batch, never by the image's height. Pixels the source marks as
+(window height x image width x classes) and the batch, never by the image's height; GDAL's block cache is held
+to ``CACHE_MB``. Pixels the source marks as
 nodata (its nodata value, alpha band or mask) are written as nodata, and windows holding nothing else are skipped.
 
 Resuming: the output is written to ``<name>.tif.partial`` and ``<name>.tif.progress.json`` records, after each band
@@ -33,14 +34,20 @@ from segmodels.models.inference import blend_weights, pair, window_starts, windo
 
 log = logging.getLogger(__name__)
 NODATA = 255  # the class maps' nodata value (uint8); uint16 maps (more than 255 classes) use 65535
+CACHE_MB = 64  # GDAL's block cache (its default, 5% of the machine's memory, would grow with the image's width)
 
 
-def open_raster(path: Path):
+def require_rasterio(path: Path):
     try:
         import rasterio
     except ImportError as error:
         raise ImportError(f"{path}: predicting a GeoTIFF window by window needs rasterio: pip install -e '.[geo]'") \
             from error
+    return rasterio
+
+
+def open_raster(path: Path):
+    rasterio = require_rasterio(path)
     try:
         return rasterio.open(path)
     except rasterio.errors.RasterioIOError as error:
@@ -118,13 +125,13 @@ def predict_raster(
     CRS, transform and nodata; ``probabilities``: also ``<target stem>_probabilities.tif``, one uint8 band per class,
     probability x 255). ``runner`` maps normalised images to logits (an engine of ``io.engines``); ``model_key``
     names the model in the resume record. Returns ``target``."""
-    import rasterio
+    path, target = Path(path), Path(target)
+    rasterio = require_rasterio(path)
     from rasterio.windows import Window
 
-    path, target = Path(path), Path(target)
     channels, classes = module.hparams.in_channels, module.hparams.num_classes
     normalize = Normalization(tuple(module.mean), tuple(module.std))
-    with open_raster(path) as source:
+    with rasterio.Env(GDAL_CACHEMAX=CACHE_MB), open_raster(path) as source:
         chosen = source_bands(source, path, channels, bands)
         height, width, masked = source.height, source.width, has_mask(source)
         tile = pair(tile, "tile")
@@ -179,12 +186,12 @@ def predict_raster(
                 buffer = torch.cat([buffer[:, buffer.shape[1] - keep:], torch.zeros(classes, window[0] - keep, width)], 1)
                 counts = torch.cat([counts[:, counts.shape[1] - keep:], torch.zeros(1, window[0] - keep, width)], 1)
                 buffer_top = top
-            strip = torch.from_numpy(source.read(chosen, window=Window(0, top, width, window[0])).astype(np.float32))
+            strip = torch.from_numpy(source.read(chosen, window=Window(0, top, width, window[0])))  # as stored
             valid = torch.from_numpy(source.dataset_mask(window=Window(0, top, width, window[0])) > 0) if masked else None
             lefts_used = [left for left in lefts if valid is None or bool(valid[:, left:left + window[1]].any())]
             for first in range(0, len(lefts_used), window_batch):
                 chunk = lefts_used[first:first + window_batch]
-                crops = normalize(torch.stack([strip[:, :, left:left + window[1]] for left in chunk]))
+                crops = normalize(torch.stack([strip[:, :, left:left + window[1]].float() for left in chunk]))
                 scores = runner(crops).float()
                 if flip:  # each window and its mirror image, logits averaged
                     scores = (scores + runner(crops.flip(-1)).float().flip(-1)) / 2
