@@ -187,6 +187,15 @@ def require(config: dict[str, Any], path: Path, expected: dict[str, Any]) -> Non
         raise ArchitectureMismatch(f"{path}: cannot be expressed exactly here: {'; '.join(differences)}")
 
 
+def joined_projections(parts: dict[tuple[str, str], dict[str, torch.Tensor]], name: str,
+                       order: tuple[str, str, str] = ("q", "k", "v")) -> dict[str, torch.Tensor]:
+    """Separate query, key and value projections (transformers' layout) as one in-projection, [q; k; v] as
+    ``nn.MultiheadAttention`` and timm's ``qkv`` keep them: ``parts`` by (layer, weight|bias), ``name`` the target
+    with ``{layer}`` and ``{kind}`` (weight or bias) to fill in."""
+    return {name.format(layer=layer, kind=kind): torch.cat([found[o] for o in order])
+            for (layer, kind), found in parts.items()}
+
+
 @IMPORTERS.register("SegformerForSemanticSegmentation")
 def segformer(config: dict[str, Any], path: Path) -> Plan:
     """SegFormer (MiT-B0..B5 + the all-MLP head): transformers' port of NVlabs' model, LayerNorm epsilon 1e-5."""
@@ -402,9 +411,7 @@ def mask2former_rename(state: dict[str, torch.Tensor], rename_backbone: Callable
             ours[f"decoder.mask_embedding.{2 * int(embedder.group(1))}.{embedder.group(2)}"] = value
         else:
             ours[key] = value
-    for (layer, kind), parts in projections.items():
-        name = "in_proj_weight" if kind == "weight" else "in_proj_bias"
-        ours[f"decoder.self_attention.{layer}.attention.{name}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    ours.update(joined_projections(projections, "decoder.self_attention.{layer}.attention.in_proj_{kind}"))
     return ours
 
 
@@ -474,8 +481,7 @@ def eomt_rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             ours[f"decoder.upscale.{upscale.group(1)}.{EOMT_UPSCALE[upscale.group(2)]}.{upscale.group(3)}"] = value
         else:
             ours[key] = value  # named as unmapped
-    for (layer, kind), parts in projections.items():
-        ours[f"backbone.vit.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
+    ours.update(joined_projections(projections, "backbone.vit.blocks.{layer}.attn.qkv.{kind}"))
     return ours
 
 
@@ -568,9 +574,8 @@ def dpt_rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             ours[f"decoder.head.{head.group(1)}.{head.group(2)}"] = value
         else:
             ours[key] = value  # named as unmapped
-    for (layer, kind), parts in projections.items():
-        ours[f"backbone.vit.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"],
-                                                                           parts["value"]])
+    ours.update(joined_projections(projections, "backbone.vit.blocks.{layer}.attn.qkv.{kind}",
+                                   ("query", "key", "value")))
     return ours
 
 
