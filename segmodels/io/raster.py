@@ -115,6 +115,23 @@ class Progress:
         os.replace(partial, self.path)  # a kill leaves the old record or the new one, never half of one
 
 
+def final_rows(buffer: torch.Tensor, counts: torch.Tensor, rows: slice, log_scores: bool, probabilities: bool,
+               dtype: str, columns: int = 2048) -> tuple[np.ndarray, np.ndarray | None]:
+    """Classes (and uint8 probabilities) of the finished ``rows``, a block of ``columns`` at a time so that the
+    temporaries stay small whatever the image's width."""
+    height, width = rows.stop - rows.start, buffer.shape[-1]
+    labels = np.empty((height, width), dtype=dtype)
+    values = np.empty((buffer.shape[0], height, width), dtype=np.uint8) if probabilities else None
+    for start in range(0, width, columns):
+        block = slice(start, start + columns)
+        averaged = buffer[:, rows, block] / counts[:, rows, block].clamp(min=1e-12)
+        averaged = averaged.clamp(min=1e-8).log().softmax(dim=0) if log_scores else averaged.softmax(dim=0)
+        labels[:, block] = averaged.argmax(0).numpy()
+        if values is not None:
+            values[:, :, block] = (averaged * 255).round().clamp(0, 255).byte().numpy()
+    return labels, values
+
+
 def predict_raster(
     runner: Callable[[torch.Tensor], torch.Tensor], module, path: str | Path, target: str | Path,
     tile: int | Sequence[int] = 512, overlap: float = 0.25, stride: int | Sequence[int] | None = None,
@@ -181,10 +198,12 @@ def predict_raster(
                 buffer_top = top
                 buffer = torch.zeros(classes, window[0], width)
                 counts = torch.zeros(1, window[0], width)
-            else:  # drop the rows already final, add zero rows below
+            else:  # in place: the rows still open move up, the rest start again from zero
                 keep = buffer_top + buffer.shape[1] - top
-                buffer = torch.cat([buffer[:, buffer.shape[1] - keep:], torch.zeros(classes, window[0] - keep, width)], 1)
-                counts = torch.cat([counts[:, counts.shape[1] - keep:], torch.zeros(1, window[0] - keep, width)], 1)
+                for held in (buffer, counts):
+                    if keep > 0:
+                        held[:, :keep] = held[:, held.shape[1] - keep:].clone()
+                    held[:, max(keep, 0):] = 0
                 buffer_top = top
             strip = torch.from_numpy(source.read(chosen, window=Window(0, top, width, window[0])))  # as stored
             valid = torch.from_numpy(source.dataset_mask(window=Window(0, top, width, window[0])) > 0) if masked else None
@@ -203,16 +222,14 @@ def predict_raster(
             seen += len(lefts)
             finished = slice(max(top, written) - buffer_top, final - buffer_top)
             if finished.stop > finished.start:
-                averaged = buffer[:, finished] / counts[:, finished].clamp(min=1e-12)
-                averaged = averaged.clamp(min=1e-8).log().softmax(dim=0) if log_scores else averaged.softmax(dim=0)
-                labels = averaged.argmax(0).numpy().astype(profile["dtype"])
+                labels, values = final_rows(buffer, counts, finished, log_scores, probabilities, profile["dtype"])
                 empty = (counts[0, finished] == 0).numpy()
                 if valid is not None:
                     empty |= ~valid[finished.start + buffer_top - top:finished.stop + buffer_top - top].numpy()
                 labels[empty] = profile["nodata"]
                 pending.append(labels)
                 if probabilities:
-                    pending_probabilities.append((averaged * 255).round().clamp(0, 255).byte().numpy())
+                    pending_probabilities.append(values)
             ready = sum(len(p) for p in pending)
             last = final >= height
             amount = ready if last else ready // block * block
