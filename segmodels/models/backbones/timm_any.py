@@ -59,6 +59,8 @@ class TimmBackbone(Backbone):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         levels = self.net(x)
+        if str(getattr(self.net, "output_fmt", "NCHW")).endswith("NHWC"):  # timm's Swin, MaxViT ...: channels last
+            levels = [level.permute(0, 3, 1, 2) for level in levels]
         return [norm(level) for norm, level in zip(self.norms, levels)] if self.norms is not None else levels
 
 

@@ -115,3 +115,15 @@ def test_timm_backbones_offline_without_cached_weights_say_how_out(name, tmp_pat
     assert result.returncode != 0
     assert "PretrainedWeightsUnavailable" in result.stderr and f"backbone '{name}'" in result.stderr
     assert "backbone.weights=" in result.stderr and "backbone.pretrained=false" in result.stderr
+
+
+def test_a_timm_model_whose_features_are_channels_last_gives_nchw_levels():
+    swin = {"model_name": "swin_tiny_patch4_window7_224",  # timm's Swin returns (N, H, W, C) maps
+            "model_kwargs": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2], "window_size": 2,
+                             "img_size": 64}}
+    model = build_model("timm", "upernet", 3, pretrained=False, backbone_kwargs=swin,
+                        decoder_kwargs={"decoder_channels": 16}).eval()
+    levels = model.backbone(torch.randn(1, 3, 64, 64))
+    assert [tuple(level.shape[1:]) for level in levels] == [(16, 16, 16), (32, 8, 8), (64, 4, 4), (128, 2, 2)]
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
