@@ -204,8 +204,9 @@ class ViTBackbone(Backbone):
             return self._split_forward(x)
         taken = sorted(set(self.blocks))  # timm returns one map per block, however often it is named
         # adapter=none: the final LayerNorm on every block taken, as DINOv2's get_intermediate_layers(norm=True)
+        readout = {"return_prefix_tokens": True} if self.readout else {}  # SAM's ViT has no such option (nor tokens)
         maps = self.vit.forward_intermediates(x, indices=taken, norm=self.normalized, output_fmt="NCHW",
-                                              intermediates_only=True, return_prefix_tokens=self.readout)
+                                              intermediates_only=True, **readout)
         if self.readout:  # DPT's readout: the class token beside every patch token
             maps = [torch.cat([grid, prefix[:, 0, :, None, None].expand_as(grid)], dim=1) for grid, prefix in maps]
         maps = [maps[taken.index(b)] for b in self.blocks]
