@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -210,7 +211,9 @@ def predict_folder(ckpt_path: str | None, input: str, output: str, flip: bool = 
                         probabilities=probabilities, bands=bands, block=block, fit=fit, grid=grid,
                         model_key=weights_key(module.model, dict(module.hparams), None))
     loader = DataLoader(ImageFiles(files, module.hparams.in_channels, stream), batch_size=None)
-    trainer.predict(job, dataloaders=loader, return_predictions=False)
+    with warnings.catch_warnings():  # one file a batch: the writer needs no batch indices, Lightning warns anyway
+        warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+        trainer.predict(job, dataloaders=loader, return_predictions=False)
     log.info("process %d of %d predicted %d files", trainer.global_rank + 1, trainer.world_size, len(writer.written))
     if writer.skipped:
         log.warning("skipped %d images that cannot be decoded: %s", len(writer.skipped), "; ".join(writer.skipped))
