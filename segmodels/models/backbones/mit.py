@@ -124,7 +124,7 @@ class Stage(nn.Module):
         x = self.embed(x)
         for block in self.blocks:
             x = block(x)
-        return self.norm(x).permute(0, 3, 1, 2).contiguous()
+        return self.norm(x).permute(0, 3, 1, 2)  # channels-last strides: what oneDNN convolves without reordering
 
 
 class MixTransformerBackbone(Backbone):
