@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 COMPOSED = ("backbone", "decoder", "dataset", "optimizer", "scheduler", "loss", "trainer")  # one node a choice
-RAW = ("callbacks", "logger", "experiment", "debug", "hparams_search")  # files shown as written
+RAW = ("callbacks", "logger", "experiment", "debug", "hparams_search", "protocol")  # files shown as written
+SCRIPTS = ("evaluate", "predict")  # the other scripts' own top-level options (their groups are train.py's)
 
 
 def comments(path: Path) -> dict[str, str]:
@@ -67,4 +68,14 @@ def write(target: Path) -> None:
         lines.append("")
         for group in (*COMPOSED, *RAW):
             lines += group_section(group)
+        for script in SCRIPTS:
+            notes = comments(CONF / f"{script}.yaml")
+            placeholders = {"evaluate": ["ckpt_path='<checkpoint>'", "output_dir='outputs/evaluate/<date>/<time>'"],
+                            "predict": ["ckpt_path='<checkpoint>'", "input='<image or folder>'"]}[script]
+            node = compose(config_name=script, overrides=placeholders)
+            lines += [f"## `{script}.py` (`conf/{script}.yaml`)", "", "| option | default | note |",
+                      "| --- | --- | --- |"]
+            lines += [f"| `{key}` | {cell(value)} | {notes.get(key, '').replace('|', '/')} |"
+                      for key, value in node.items() if key not in ("hydra", "dataset", "trainer")]
+            lines.append("")
     target.write_text("\n".join(lines) + "\n")
