@@ -7,6 +7,7 @@ predicted window by window into GeoTIFFs (``io.raster``); other images whole, in
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -103,6 +104,11 @@ class FilePredictor(L.LightningModule):
         self.engine, self.providers, self.options = engine, providers, options
         self.runner, self.engine_name = None, None
 
+    @functools.cached_property
+    def model_key(self) -> str:
+        """The weights' hash a streamed raster's resume record names; hashed once, and only when a raster needs it."""
+        return weights_key(self.module.model, dict(self.module.hparams), None)
+
     def on_predict_start(self) -> None:
         threads = None
         if self.device.type == "cpu" and self.trainer.world_size > 1:  # processes sharing one machine's cores
@@ -127,7 +133,7 @@ class FilePredictor(L.LightningModule):
                                  f"predicted window by window never is; leave fit unset or set stream=never")
             target = self.target / f"{item['path'].stem}.tif"
             predict_raster(self.runner, self.module, item["path"], target, probabilities=options["probabilities"],
-                           bands=options["bands"], block=options["block"], model_key=options["model_key"],
+                           bands=options["bands"], block=options["block"], model_key=self.model_key,
                            **{**windows, "tile": windows["tile"] or 512})
             return {**item, "written": target}
         if "image" not in item:
@@ -208,8 +214,7 @@ def predict_folder(ckpt_path: str | None, input: str, output: str, flip: bool = 
     trainer.callbacks.append(writer)
     job = FilePredictor(module, Path(model or ckpt_path), target, engine, providers, flip=flip, tile=tile,
                         overlap=overlap, stride=stride, window_batch=window_batch, blend=blend,
-                        probabilities=probabilities, bands=bands, block=block, fit=fit, grid=grid,
-                        model_key=weights_key(module.model, dict(module.hparams), None))
+                        probabilities=probabilities, bands=bands, block=block, fit=fit, grid=grid)
     loader = DataLoader(ImageFiles(files, module.hparams.in_channels, stream), batch_size=None)
     with warnings.catch_warnings():  # one file a batch: the writer needs no batch indices, Lightning warns anyway
         warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
