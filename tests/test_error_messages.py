@@ -44,3 +44,40 @@ def test_predict_names_why_a_broken_image_was_skipped(tmp_path, caplog):
         written = predict_folder(str(tmp_path / "model.ckpt"), str(photos), str(tmp_path / "out"))
     assert [p.name for p in written] == ["good.png"]
     assert "cut.jpg (EOFError: no end-of-image marker: the file is truncated)" in caplog.text and "None" not in caplog.text
+
+
+def test_new_inference_and_fine_tuning_options_name_the_value_and_the_fix(tmp_path):
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from segmodels.cli.predict import streams
+    from segmodels.cli.train import with_source_architecture
+    from segmodels.models.inference import fitted_size, window_grid
+
+    with pytest.raises(ValueError, match=r"fit=\[512\]: give \[long, short\], e.g. fit=\[2048,512\], or \[null,512\]"):
+        fitted_size(100, 200, [512])
+    with pytest.raises(ValueError, match=r"grid='spread': choose one of mmseg, even"):
+        window_grid(100, 200, (64, 64), (32, 32), grid="spread")
+    with pytest.raises(ValueError, match=r"stream=sometimes: choose one of auto, always, never"):
+        streams(tmp_path / "a.tif", "sometimes")
+    cfg = OmegaConf.create({"model": {"architecture": "source", "init_from": None}})
+    with pytest.raises(ValueError, match=r"model.architecture=source takes .* give model.init_from=<model folder>"):
+        with_source_architecture(cfg)
+    cfg = OmegaConf.create({"model": {"architecture": "mine", "init_from": None}})
+    with pytest.raises(ValueError, match=r"model.architecture=mine: choose config .* or source"):
+        with_source_architecture(cfg)
+
+    rasterio = pytest.importorskip("rasterio")
+    from segmodels import SegmentationModule
+    from segmodels.io.raster import predict_raster
+
+    module = SegmentationModule(backbone="efficientnet_lite0", decoder="unet", num_classes=3, pretrained=False,
+                                decoder_kwargs={"decoder_channels": [8, 8, 8, 8]}).eval()
+    path = tmp_path / "five.tif"
+    with rasterio.open(path, "w", driver="GTiff", height=32, width=32, count=5, dtype="uint8") as out:
+        out.write(np.zeros((5, 32, 32), np.uint8))
+    with pytest.raises(ValueError, match=r"five.tif: the raster has 5 image bands and the model takes 3; choose them "
+                                         r"with bands=\[...\]"):
+        predict_raster(module.model, module, path, tmp_path / "out.tif", tile=32)
+    with pytest.raises(ValueError, match=r"five.tif: bands=\[1, 6, 2\] does not give this model's 3 inputs"):
+        predict_raster(module.model, module, path, tmp_path / "out.tif", tile=32, bands=[1, 6, 2])
