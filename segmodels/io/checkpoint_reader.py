@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from segmodels.deprecation import moved_attribute
+from segmodels.models.decoders import DECODERS
 
 
 class UnsafeCheckpoint(ValueError):
@@ -77,19 +78,13 @@ def portable_hyperparameters(hparams: dict) -> dict:
     return hparams
 
 
-# Options whose default changed: the value checkpoints written before the change were built with, a weight name
-# (relative to the model) and whether the older layout has it (True) or lacks it (False). Such a checkpoint, which
-# does not name the option, rebuilds as it was trained.
-LEGACY_DEFAULTS = {
-    "deeplabv3plus": ("separable", False, "decoder.fuse.0.0.weight", True),  # plain 3x3 convs (before 2026-12)
-    "mask2former": ("projection_bias", False, "decoder.pixel_decoder.project.0.0.bias", False),  # (before 2026-12)
-}
-
-
 def legacy_options(hparams: dict, weight_names) -> dict:
     """``hparams`` with the old value of an option whose default changed, when the checkpoint does not name the option
-    and its weights (``weight_names``: the model's or the module's, ``model.`` prefixed) have the old layout."""
-    entry = LEGACY_DEFAULTS.get(hparams.get("decoder"))
+    and its weights (``weight_names``: the model's or the module's, ``model.`` prefixed) have the old layout. A decoder
+    whose default changed says so in its ``legacy_layout``: (option, the value checkpoints before the change were
+    built with, a weight name relative to the model, whether that older layout has the weight (True) or lacks it)."""
+    decoder = hparams.get("decoder")
+    entry = getattr(DECODERS.get(decoder), "legacy_layout", None) if decoder in DECODERS else None
     if not entry:
         return hparams
     option, old, marker, old_has_it = entry

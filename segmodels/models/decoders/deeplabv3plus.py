@@ -31,6 +31,7 @@ from .registry import ANY_PYRAMID, DECODERS
 
 @DECODERS.register("deeplabv3plus", ANY_PYRAMID)
 class DeepLabV3PlusDecoder(nn.Module):
+    legacy_layout = ("separable", False, "decoder.fuse.0.0.weight", True)  # plain 3x3 convs before 2026-12
     def __init__(
         self,
         channels: Sequence[int],

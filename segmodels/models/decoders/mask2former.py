@@ -83,6 +83,7 @@ def mlp(width: int, out: int, layers: int = 3) -> nn.Sequential:
 
 @DECODERS.register("mask2former", ANY_PYRAMID)
 class Mask2FormerDecoder(MaskClassifier):
+    legacy_layout = ("projection_bias", False, "decoder.pixel_decoder.project.0.0.bias", False)  # before 2026-12
     def __init__(
         self,
         channels: Sequence[int],
