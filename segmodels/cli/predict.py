@@ -22,12 +22,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.images import UnreadableImage, read_image
-from datamodules.normalization import Normalization
 from datamodules.palette import palette_of
 from segmodels.evaluation.pictures import blend
 from segmodels.io.engines import inference_engine, weights_key
 from segmodels.io.raster import predict_raster
-from segmodels.models.inference import predict_probabilities
 from segmodels.training.segmentation_module import SegmentationModule
 
 log = logging.getLogger(__name__)
@@ -138,12 +136,8 @@ class FilePredictor(L.LightningModule):
             return {**item, "written": target}
         if "image" not in item:
             return item
-        image = item["image"]
-        array = image[..., None] if image.ndim == 2 else image
-        x = Normalization(self.module.mean, self.module.std)(
-            torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].to(self.device))
-        probabilities = predict_probabilities(self.runner, x, fit=options["fit"], grid=options["grid"], **windows)
-        mask = probabilities.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+        mask = self.module.segment(item["image"], engine=self.runner, fit=options["fit"], grid=options["grid"],
+                                   **windows)
         return {**item, "mask": mask}
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import numpy as np
@@ -194,9 +194,10 @@ class SegmentationModule(L.LightningModule):
         return images
 
     def segment(self, image, flip: bool = False, tile: int | Sequence[int] | None = None, overlap: float = 0.25,
-                **windows: Any) -> np.ndarray:
+                engine: Callable[[torch.Tensor], torch.Tensor] | None = None, **windows: Any) -> np.ndarray:
         """An (H, W) class-index array for one HxWxC uint8 array or PIL image, at the image's own size; ``windows``:
-        ``stride``, ``window_batch``, ``blend`` (see ``models.inference.predict_probabilities``)."""
+        ``stride``, ``window_batch``, ``blend``, ``fit``, ``grid`` (see ``models.inference.predict_probabilities``);
+        ``engine``: what runs the model (``io.engines``; default: this module's model, eager)."""
         array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) and self.hparams.in_channels == 3 else image)
         if array.ndim == 2:
             array = array[..., None]
@@ -205,7 +206,7 @@ class SegmentationModule(L.LightningModule):
         x = Normalization(self.mean, self.std)(torch.from_numpy(np.array(array)).permute(2, 0, 1)[None].to(self.device))
         was_training = self.training
         self.eval()
-        probabilities = predict_probabilities(self.model, x, flip=flip, tile=tile, overlap=overlap, **windows)
+        probabilities = predict_probabilities(engine or self.model, x, flip=flip, tile=tile, overlap=overlap, **windows)
         self.train(was_training)
         return probabilities.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
 
