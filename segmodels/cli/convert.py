@@ -12,6 +12,11 @@ from segmodels.training.segmentation_module import SegmentationModule
 # Quoted, not measured here: python evaluate.py model=<folder> protocol=... reproduces them on the real dataset.
 SEGFORMER_PAPER = "Xie et al. 2021, SegFormer, Table 1 (single scale)"
 CONVNEXT_PAPER = "Liu et al. 2022, A ConvNet for the 2020s, UperNet on ADE20K (single scale)"
+SWIN_MMSEG = "mmsegmentation configs/swin/metafile.yaml, the checkpoints transformers converted (single scale)"
+MASK2FORMER_ZOO = "Mask2Former MODEL_ZOO.md, semantic segmentation (single scale)"
+MASK2FORMER_PROTOCOLS = {"ade": ("ADE20K val", "shorter side 512, whole image (protocol=mask2former_ade20k)"),
+                         "ade640": ("ADE20K val", "shorter side 640, whole image (protocol=mask2former_ade20k_640)"),
+                         "cityscapes": ("Cityscapes val", "the whole 2048 x 1024 image (protocol=mask2former_cityscapes)")}
 PUBLISHED: dict[str, dict[str, Any]] = {
     **{f"nvidia/segformer-b{b}-finetuned-ade-{size}-{size}": {
         "dataset": "ADE20K val", "mIoU": miou,
@@ -26,6 +31,17 @@ PUBLISHED: dict[str, dict[str, Any]] = {
     **{f"openmmlab/upernet-convnext-{size}": {
         "dataset": "ADE20K val", "mIoU": miou, "protocol": "shorter side 512, whole image (protocol=mmseg_ade20k)",
         "source": CONVNEXT_PAPER} for size, miou in (("tiny", 46.0), ("small", 48.7))},
+    **{f"openmmlab/upernet-swin-{size}": {
+        "dataset": "ADE20K val", "mIoU": miou, "protocol": "shorter side 512, whole image (protocol=mmseg_ade20k)",
+        "source": SWIN_MMSEG} for size, miou in (("tiny", 44.41), ("small", 47.72), ("base", 50.76))},
+    **{f"facebook/mask2former-swin-{name}-semantic": {
+        "dataset": MASK2FORMER_PROTOCOLS[protocol][0], "mIoU": miou, "protocol": MASK2FORMER_PROTOCOLS[protocol][1],
+        "source": MASK2FORMER_ZOO}
+       for name, miou, protocol in (("tiny-ade", 47.7, "ade"), ("small-ade", 51.3, "ade"), ("base-ade", 52.4, "ade640"),
+                                    ("base-IN21k-ade", 53.9, "ade640"), ("large-ade", 56.1, "ade640"),
+                                    ("tiny-cityscapes", 82.1, "cityscapes"), ("small-cityscapes", 82.6, "cityscapes"),
+                                    ("base-IN21k-cityscapes", 83.3, "cityscapes"),
+                                    ("large-cityscapes", 83.3, "cityscapes"))},
 }
 
 

@@ -42,6 +42,32 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class BackbonePlan:
+    """What a transformers ``*Backbone`` becomes: our backbone's options and the renaming of its tensors, from names
+    after the backbone's own prefix to ours after ``backbone.``; a name it does not know is kept as it was (prefixed),
+    so the check names it. ``dropped``: prefixes (after the backbone's) of tensors the outputs never use."""
+
+    kwargs: dict[str, Any]
+    rename: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    dropped: tuple[str, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+    def tensors(self, state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+        """The backbone's tensors of ``state`` (those under ``prefix``) renamed as ours."""
+        local = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+        renamed = self.rename(local)
+        return {key if key.startswith("backbone.") else prefix + key: value for key, value in renamed.items()}
+
+
+def per_tensor(rename: Callable[[str], str | None]) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+    """A renaming of one name at a time (None: unknown) as a renaming of the backbone's whole state."""
+    def whole(local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {f"backbone.{rename(key)}" if rename(key) else key: value for key, value in local.items()}
+
+    return whole
+
+
 IMPORTERS: Registry = Registry("transformers architecture")
 
 
@@ -126,7 +152,7 @@ def map_exactly(source: dict[str, torch.Tensor], plan: Plan, target: dict[str, t
                          f"unmapped {unmapped[:5]}, {len(missing)} of ours left unfilled {missing[:5]}, "
                          f"{len(mismatched)} shapes differ {mismatched[:5]}")
     if dropped:
-        log.info("%s: dropped %d tensors used only in training (%s)", origin, len(dropped),
+        log.info("%s: dropped %d tensors inference never uses (%s)", origin, len(dropped),
                  ", ".join(sorted({k.split(".")[0] for k in dropped})))
     return mapped
 
@@ -241,10 +267,9 @@ CONVNEXT_LAYER = {"dwconv": "conv_dw", "layernorm": "norm", "pwconv1": "mlp.fc1"
                   "layer_scale_parameter": "gamma"}
 
 
-def convnext_backbone(config: dict[str, Any], path: Path) -> tuple[dict[str, Any], Callable[[str], str | None]]:
+def convnext_backbone(config: dict[str, Any], path: Path) -> BackbonePlan:
     """transformers' ``ConvNextBackbone`` as timm's ConvNeXt (``model_kwargs`` give its depths and widths) with a
-    LayerNorm on each output (``out_norm``, transformers' ``hidden_states_norms``); and the renaming of one tensor
-    name (without ``backbone.``), None for a name it does not know."""
+    LayerNorm on each output (``out_norm``, transformers' ``hidden_states_norms``)."""
     backbone = config.get("backbone_config") or {}
     require(backbone, path, {"model_type": "convnext", "num_stages": 4, "patch_size": 4, "hidden_act": "gelu",
                              "out_features": ["stage1", "stage2", "stage3", "stage4"]})
@@ -271,8 +296,106 @@ def convnext_backbone(config: dict[str, Any], path: Path) -> tuple[dict[str, Any
             return f"norms.{int(found.group(1)) - 1}.{found.group(2)}"
         return None
 
-    return kwargs, rename
+    return BackbonePlan(kwargs, per_tensor(rename))
 
+
+def resnet_backbone(config: dict[str, Any], path: Path) -> BackbonePlan:
+    """transformers' ``ResNetBackbone`` (bottleneck blocks, stride in the 3x3 conv: torchvision's v1.5) as timm's
+    ResNet with its depths and widths (``model_kwargs``)."""
+    backbone = config.get("backbone_config") or {}
+    require(backbone, path, {"model_type": "resnet", "layer_type": "bottleneck", "embedding_size": 64,
+                             "hidden_act": "relu", "downsample_in_first_stage": False,
+                             "downsample_in_bottleneck": False,
+                             "out_features": ["stage1", "stage2", "stage3", "stage4"]})
+    kwargs = {"model_name": "resnet50", "model_kwargs": {"layers": list(backbone["depths"]),
+                                                         "channels": [w // 4 for w in backbone["hidden_sizes"]]}}
+
+    def rename(key: str) -> str | None:
+        found = re.match(r"embedder\.embedder\.(convolution|normalization)\.(\w+)$", key)
+        if found:
+            return f"net.{'conv1' if found.group(1) == 'convolution' else 'bn1'}.{found.group(2)}"
+        found = re.match(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.(convolution|normalization)\.(\w+)$", key)
+        if found:
+            part = "0" if found.group(3) == "convolution" else "1"
+            return f"net.layer{int(found.group(1)) + 1}.{found.group(2)}.downsample.{part}.{found.group(4)}"
+        found = re.match(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.(convolution|normalization)\.(\w+)$", key)
+        if found:
+            part = ("conv" if found.group(4) == "convolution" else "bn") + str(int(found.group(3)) + 1)
+            return f"net.layer{int(found.group(1)) + 1}.{found.group(2)}.{part}.{found.group(5)}"
+        return None
+
+    return BackbonePlan(kwargs, per_tensor(rename))
+
+
+SWIN_BLOCK = {"layernorm_before": "norm1", "layernorm_after": "norm2", "attention.output.dense": "attn.proj",
+              "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2"}
+SWIN_PROJECTION = {"query": "q", "key": "k", "value": "v"}
+
+
+def swin_backbone(config: dict[str, Any], path: Path) -> BackbonePlan:
+    """transformers' ``SwinBackbone`` as timm's Swin at the config's shape (``model_kwargs``) with the reference's
+    windows at any size (``backbone.swin.SwinBackbone``: padded, then shifted in every odd block, as transformers'
+    backbone does with ``always_partition``) and a LayerNorm on each output (``hidden_states_norms``). Separate
+    query, key and value projections become timm's one ``qkv``; transformers' stage i ends with the patch merging
+    that timm's stage i + 1 begins with."""
+    backbone = config.get("backbone_config") or {}
+    require(backbone, path, {"model_type": "swin", "hidden_act": "gelu", "qkv_bias": True,
+                             "use_absolute_embeddings": False, "layer_norm_eps": 1e-5,
+                             "out_features": ["stage1", "stage2", "stage3", "stage4"]})
+    kwargs = {"model_name": "swin_tiny_patch4_window7_224", "out_norm": True,
+              "model_kwargs": {"embed_dim": backbone["embed_dim"], "depths": list(backbone["depths"]),
+                               "num_heads": list(backbone["num_heads"]), "window_size": backbone["window_size"],
+                               "patch_size": backbone.get("patch_size", 4),
+                               "mlp_ratio": backbone.get("mlp_ratio", 4.0),
+                               "drop_path_rate": backbone.get("drop_path_rate", 0.1)}}
+
+    def rename(local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        ours: dict[str, torch.Tensor] = {}
+        projections: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+        for key, value in local.items():
+            embedding = re.match(r"embeddings\.(patch_embeddings\.projection|norm)\.(weight|bias)$", key)
+            block = re.match(r"encoder\.layers\.(\d+)\.blocks\.(\d+)\.(.+)\.(weight|bias)$", key)
+            table = re.match(r"encoder\.layers\.(\d+)\.blocks\.(\d+)\.attention\.self\.relative_position_bias_table$",
+                             key)
+            merging = re.match(r"encoder\.layers\.(\d+)\.downsample\.(reduction|norm)\.(weight|bias)$", key)
+            norm = re.match(r"hidden_states_norms\.stage(\d)\.(weight|bias)$", key)
+            if embedding:
+                part = "proj" if embedding.group(1) == "patch_embeddings.projection" else "norm"
+                ours[f"backbone.net.patch_embed.{part}.{embedding.group(2)}"] = value
+            elif table:
+                ours[f"backbone.net.layers_{table.group(1)}.blocks.{table.group(2)}.attn."
+                     f"relative_position_bias_table"] = value
+            elif block and block.group(3).removeprefix("attention.self.") in SWIN_PROJECTION:
+                layer = f"{block.group(1)}.blocks.{block.group(2)}"
+                kind = SWIN_PROJECTION[block.group(3).removeprefix("attention.self.")]
+                projections.setdefault((layer, block.group(4)), {})[kind] = value
+            elif block and block.group(3) in SWIN_BLOCK:
+                ours[f"backbone.net.layers_{block.group(1)}.blocks.{block.group(2)}.{SWIN_BLOCK[block.group(3)]}."
+                     f"{block.group(4)}"] = value
+            elif merging:
+                ours[f"backbone.net.layers_{int(merging.group(1)) + 1}.downsample.{merging.group(2)}."
+                     f"{merging.group(3)}"] = value
+            elif norm:
+                ours[f"backbone.norms.{int(norm.group(1)) - 1}.{norm.group(2)}"] = value
+            else:
+                ours[key] = value  # named as unmapped
+        return ours | joined_projections(projections, "backbone.net.layers_{layer}.attn.qkv.{kind}")
+
+    return BackbonePlan(kwargs, rename, ("swin.layernorm.",),
+                        ["the Swin encoder's final LayerNorm (swin.layernorm) is not on the backbone's outputs "
+                         "(transformers' SwinBackbone never applies it) and was dropped"])
+
+
+BACKBONES_OF = {"resnet": resnet_backbone, "convnext": convnext_backbone, "swin": swin_backbone}  # theirs -> ours
+
+
+def backbone_of(config: dict[str, Any], path: Path, importable: tuple[str, ...], head: str) -> BackbonePlan:
+    """The plan for the config's backbone, if it is one ``head`` imports with."""
+    kind = (config.get("backbone_config") or {}).get("model_type")
+    if kind not in importable:
+        raise ArchitectureMismatch(f"{path}: {head} on a {kind} backbone cannot be imported; importable: "
+                                   f"{', '.join(importable)}")
+    return BACKBONES_OF[kind](config, path)
 
 UPERNET_MODULE = {"bottleneck": "bottleneck", "fpn_bottleneck": "fuse"}
 CONV_NORM = {"conv": "0", "batch_norm": "1"}  # transformers' UperNetConvModule -> our ConvNormAct
@@ -280,21 +403,16 @@ CONV_NORM = {"conv": "0", "batch_norm": "1"}  # transformers' UperNetConvModule 
 
 @IMPORTERS.register("UperNetForSemanticSegmentation")
 def upernet(config: dict[str, Any], path: Path) -> Plan:
-    """UperNet (a ConvNeXt backbone + transformers' UperNetHead, mmsegmentation's UPerHead): our ``upernet`` with
-    BatchNorm in the 1x1 pooling branch (``pool_norm``) on timm's ConvNeXt with output norms. The FCN auxiliary head
-    exists for training only and is dropped."""
-    kind = (config.get("backbone_config") or {}).get("model_type")
-    if kind != "convnext":
-        raise ArchitectureMismatch(f"{path}: UperNet on a {kind} backbone cannot be imported yet; importable: convnext")
-    backbone_kwargs, rename_backbone = convnext_backbone(config, path)
+    """UperNet (a ConvNeXt or Swin backbone + transformers' UperNetHead, mmsegmentation's UPerHead): our ``upernet``
+    with BatchNorm in the 1x1 pooling branch (``pool_norm``) on timm's ConvNeXt or Swin with output norms. The FCN
+    auxiliary head exists for training only and is dropped."""
+    backbone = backbone_of(config, path, ("convnext", "swin"), "UperNet")
     require(config, path, {"pool_scales": [1, 2, 3, 6]})
 
     def rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        ours = {}
+        ours = backbone.tensors(state, "backbone.")
         for key, value in state.items():
             if key.startswith("backbone."):
-                local = rename_backbone(key.removeprefix("backbone."))
-                ours[f"backbone.{local}" if local else key] = value
                 continue
             local = key.removeprefix("decode_head.")
             found = re.match(r"(bottleneck|fpn_bottleneck)\.(conv|batch_norm)\.(\w+)$", local)
@@ -319,40 +437,10 @@ def upernet(config: dict[str, Any], path: Path) -> Plan:
 
     notes = ["the FCN auxiliary head (auxiliary_head.*) exists for training only and was dropped"] \
         if config.get("use_auxiliary_head", True) else []
-    return Plan("timm", "upernet", backbone_kwargs, {"decoder_channels": config.get("hidden_size", 512),
-                                                     "pool_norm": True}, rename, ("auxiliary_head.",), notes)
+    return Plan("timm", "upernet", backbone.kwargs, {"decoder_channels": config.get("hidden_size", 512),
+                                                     "pool_norm": True}, rename,
+                ("auxiliary_head.", *(f"backbone.{prefix}" for prefix in backbone.dropped)), notes + backbone.notes)
 
-
-def resnet_backbone(config: dict[str, Any], path: Path) -> tuple[dict[str, Any], Callable[[str], str | None]]:
-    """transformers' ``ResNetBackbone`` (bottleneck blocks, stride in the 3x3 conv: torchvision's v1.5) as timm's
-    ResNet with its depths and widths (``model_kwargs``); and the renaming of one tensor name (after the backbone's
-    own prefix), None for a name it does not know."""
-    backbone = config.get("backbone_config") or {}
-    require(backbone, path, {"model_type": "resnet", "layer_type": "bottleneck", "embedding_size": 64,
-                             "hidden_act": "relu", "downsample_in_first_stage": False,
-                             "downsample_in_bottleneck": False,
-                             "out_features": ["stage1", "stage2", "stage3", "stage4"]})
-    kwargs = {"model_name": "resnet50", "model_kwargs": {"layers": list(backbone["depths"]),
-                                                         "channels": [w // 4 for w in backbone["hidden_sizes"]]}}
-
-    def rename(key: str) -> str | None:
-        found = re.match(r"embedder\.embedder\.(convolution|normalization)\.(\w+)$", key)
-        if found:
-            return f"net.{'conv1' if found.group(1) == 'convolution' else 'bn1'}.{found.group(2)}"
-        found = re.match(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.(convolution|normalization)\.(\w+)$", key)
-        if found:
-            part = "0" if found.group(3) == "convolution" else "1"
-            return f"net.layer{int(found.group(1)) + 1}.{found.group(2)}.downsample.{part}.{found.group(4)}"
-        found = re.match(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.(convolution|normalization)\.(\w+)$", key)
-        if found:
-            part = ("conv" if found.group(4) == "convolution" else "bn") + str(int(found.group(3)) + 1)
-            return f"net.layer{int(found.group(1)) + 1}.{found.group(2)}.{part}.{found.group(5)}"
-        return None
-
-    return kwargs, rename
-
-
-BACKBONES_OF = {"resnet": resnet_backbone, "convnext": convnext_backbone}  # transformers' backbone -> ours
 
 PIXEL_DECODER = {"self_attn.sampling_offsets": "attention.offsets", "self_attn.attention_weights": "attention.attention",
                  "self_attn.value_proj": "attention.value", "self_attn.output_proj": "attention.output",
@@ -363,14 +451,14 @@ MASKED_DECODER = {"cross_attn_layer_norm": "cross.{i}.norm", "cross_attn.out_pro
                   "final_layer_norm": "ffn.{i}.norm"}
 
 
-def mask2former_rename(state: dict[str, torch.Tensor], rename_backbone: Callable[[str], str | None]) \
-        -> dict[str, torch.Tensor]:
-    ours: dict[str, torch.Tensor] = {}
+MASK2FORMER_BACKBONE = "model.pixel_level_module.encoder."
+
+
+def mask2former_rename(state: dict[str, torch.Tensor], backbone: BackbonePlan) -> dict[str, torch.Tensor]:
+    ours = backbone.tensors(state, MASK2FORMER_BACKBONE)
     projections: dict[tuple[str, str], dict[str, torch.Tensor]] = {}  # separate q, k, v -> one in_proj
     for key, value in state.items():
-        if key.startswith("model.pixel_level_module.encoder."):
-            local = rename_backbone(key.removeprefix("model.pixel_level_module.encoder."))
-            ours[f"backbone.{local}" if local else key] = value
+        if key.startswith(MASK2FORMER_BACKBONE):
             continue
         if key.startswith("model.pixel_level_module.decoder."):
             local = key.removeprefix("model.pixel_level_module.decoder.")
@@ -417,12 +505,9 @@ def mask2former_rename(state: dict[str, torch.Tensor], rename_backbone: Callable
 
 @IMPORTERS.register("Mask2FormerForUniversalSegmentation")
 def mask2former(config: dict[str, Any], path: Path) -> Plan:
-    """Mask2Former (transformers' port of the reference): our ``mask2former`` on the same backbone (ResNet here through
-    timm). The loss's class weights (``criterion.*``) exist for training only and are dropped."""
-    kind = (config.get("backbone_config") or {}).get("model_type")
-    if kind not in ("resnet",):
-        raise ArchitectureMismatch(f"{path}: Mask2Former on a {kind} backbone cannot be imported yet; importable: resnet")
-    backbone_kwargs, rename_backbone = BACKBONES_OF[kind](config, path)
+    """Mask2Former (transformers' port of the reference): our ``mask2former`` on the same backbone (ResNet or Swin
+    through timm). The loss's class weights (``criterion.*``) exist for training only and are dropped."""
+    backbone = backbone_of(config, path, ("resnet", "swin"), "Mask2Former")
     width = config.get("hidden_dim", 256)
     require(config, path, {"feature_size": width, "mask_feature_size": width, "activation_function": "relu",
                            "pre_norm": False, "enforce_input_projection": False, "common_stride": 4,
@@ -438,9 +523,10 @@ def mask2former(config: dict[str, Any], path: Path) -> Plan:
                       "num_points": config.get("train_num_points", 12544),
                       "oversample": config.get("oversample_ratio", 3.0),
                       "importance": config.get("importance_sample_ratio", 0.75)}
-    return Plan("timm", "mask2former", backbone_kwargs, decoder_kwargs,
-                lambda state: mask2former_rename(state, rename_backbone), ("criterion.",),
-                ["the loss's class weights (criterion.empty_weight) exist for training only and were dropped"])
+    return Plan("timm", "mask2former", backbone.kwargs, decoder_kwargs, lambda state: mask2former_rename(state, backbone),
+                ("criterion.", *(MASK2FORMER_BACKBONE + prefix for prefix in backbone.dropped)),
+                ["the loss's class weights (criterion.empty_weight) exist for training only and were dropped",
+                 *backbone.notes])
 
 
 EOMT_LAYER = {"norm1": "norm1", "norm2": "norm2", "attention.out_proj": "attn.proj", "mlp.fc1": "mlp.fc1",

@@ -55,8 +55,10 @@ def step(total_steps: int, warmup_steps: int = 0, milestones: tuple[float, ...] 
     return factor
 
 
-# a ViT's embeddings and tokens: no weight decay with the norms and biases (timm's ``no_weight_decay()``)
-EMBEDDINGS = ("pos_embed", "cls_token", "reg_token", "dist_token", "mask_token")
+# a ViT's embeddings and tokens, a Swin's position tables: no weight decay with the norms and biases (timm's
+# ``no_weight_decay()``; the Swin authors' segmentation configs exempt the tables too)
+EMBEDDINGS = ("pos_embed", "cls_token", "reg_token", "dist_token", "mask_token", "relative_position_bias_table",
+              "absolute_pos_embed")
 
 
 def parameter_groups(named: dict[str, Iterable[tuple[str, torch.nn.Parameter]]], lrs: dict[str, float],

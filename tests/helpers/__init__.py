@@ -46,7 +46,8 @@ def count_parameters(model) -> int:
 
 
 SMALL_TIMM = "convnext_atto"  # the generic ``timm`` entry is tested with timm's smallest ConvNeXt
-GENERIC = {"timm": SMALL_TIMM, "vit": "vit_small_patch16_224"}  # entries whose pyramid depends on a model name
+GENERIC = {"timm": SMALL_TIMM, "vit": "vit_small_patch16_224",  # entries whose pyramid depends on a model name
+           "swin": "swin_tiny_patch4_window7_224"}
 
 
 def concrete(name: str) -> str:

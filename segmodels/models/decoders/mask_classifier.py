@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .mask_loss import MaskClassificationLoss, MaskPredictions, semantic_scores
+from .mask_loss import MaskClassificationLoss, MaskPredictions, log_semantic_scores
 
 
 class MaskClassifier(nn.Module):
@@ -33,7 +33,7 @@ class MaskClassifier(nn.Module):
         if size is not None:
             masks = F.interpolate(prediction.masks.float(), size=size, mode="bilinear", align_corners=False)
             prediction = MaskPredictions(prediction.classes, masks)
-        return semantic_scores(prediction).clamp(min=1e-8).log()
+        return log_semantic_scores(prediction)
 
     def loss(self, levels: list[torch.Tensor], labels: torch.Tensor, ignore_index: int) -> torch.Tensor:
         predictions = self.sets(levels)

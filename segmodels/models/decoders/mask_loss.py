@@ -41,6 +41,17 @@ def semantic_scores(prediction: MaskPredictions) -> torch.Tensor:
     return torch.einsum("nqc,nqhw->nchw", classes, prediction.masks.float().sigmoid())
 
 
+def log_semantic_scores(prediction: MaskPredictions) -> torch.Tensor:
+    """The log of ``semantic_scores`` without a floor: each pixel's mask probabilities are divided by their largest
+    before the sum and that factor added back as a log, so where every mask is nearly off the classes keep the
+    reference's ranking (a floor such as 1e-8 made them tie there, and the first class won)."""
+    classes = prediction.classes.float().softmax(dim=-1)[..., :-1]
+    log_masks = F.logsigmoid(prediction.masks.float())
+    top = log_masks.amax(dim=1, keepdim=True)
+    scores = torch.einsum("nqc,nqhw->nchw", classes, (log_masks - top).exp())
+    return scores.clamp(min=torch.finfo(scores.dtype).tiny).log() + top
+
+
 def sample_at(maps: torch.Tensor, points: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """(M, P) values of (M, h, w) maps at (M, P, 2) points given as (x, y) in [0, 1] of the map's extent."""
     grid = 2 * points[:, :, None] - 1  # (M, P, 1, 2) in grid_sample's [-1, 1]

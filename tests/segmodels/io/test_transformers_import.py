@@ -3,6 +3,7 @@ own save_pretrained, we import the folder and compare outputs on an odd input si
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
@@ -78,19 +79,42 @@ def test_segformer_imports_with_parity(tmp_path):
     assert_parity_with_the_image_processor(module, model, processor)
 
 
-def save_upernet_convnext(folder, labels: int = 5):
-    backbone = transformers.ConvNextConfig(hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 2, 1],
-                                           out_features=["stage1", "stage2", "stage3", "stage4"])
-    config = transformers.UperNetConfig(backbone_config=backbone, hidden_size=32, auxiliary_channels=16,
-                                        num_labels=labels, id2label={i: f"thing{i}" for i in range(labels)},
-                                        label2id={f"thing{i}": i for i in range(labels)})
+STAGES = ["stage1", "stage2", "stage3", "stage4"]
+SOURCE_BACKBONES = {  # small configs of each backbone a published UperNet or Mask2Former has
+    "convnext": lambda: transformers.ConvNextConfig(hidden_sizes=[16, 32, 48, 64], depths=[1, 1, 2, 1],
+                                                    out_features=STAGES),
+    "resnet": lambda: transformers.ResNetConfig(depths=[1, 1, 1, 1], hidden_sizes=[32, 64, 128, 256],
+                                                embedding_size=64, layer_type="bottleneck", out_features=STAGES),
+    # two blocks a stage (the second shifted); windows of 3 so that 67 x 93 pads at stage 1 (17 x 24) and 3 (5 x 6)
+    "swin": lambda: transformers.SwinConfig(embed_dim=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4], window_size=3,
+                                            out_features=STAGES),
+}
+
+
+def randomised_tables(model: torch.nn.Module) -> None:
+    """Swin's relative position biases off their near-zero start, so a wrong one shows."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "relative_position_bias_table" in name:
+                parameter.normal_(0, 1)
+
+
+def labelled(labels: int) -> dict:
+    return {"num_labels": labels, "id2label": {i: f"thing{i}" for i in range(labels)},
+            "label2id": {f"thing{i}": i for i in range(labels)}}
+
+
+def save_upernet(folder, labels: int = 5, backbone: str = "convnext", seed: int = 0):
+    config = transformers.UperNetConfig(backbone_config=SOURCE_BACKBONES[backbone](), hidden_size=32,
+                                        auxiliary_channels=16, **labelled(labels))
     torch.manual_seed(0)
-    model = randomised(transformers.UperNetForSemanticSegmentation(config))
+    model = randomised(transformers.UperNetForSemanticSegmentation(config), seed)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "layer_scale" in name:  # off their 1e-6 start, so the blocks count
                 parameter.uniform_(0.5, 1.5)
         model.decode_head.classifier.weight.mul_(50)  # logits far apart: a wrong tensor moves the probabilities
+    randomised_tables(model)
     model.save_pretrained(folder)
     processor = transformers.SegformerImageProcessor(do_resize=False, do_reduce_labels=True,
                                                      image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.25, 0.3])
@@ -98,13 +122,16 @@ def save_upernet_convnext(folder, labels: int = 5):
     return model, processor
 
 
-def test_upernet_with_a_convnext_backbone_imports_with_parity_and_without_its_auxiliary_head(tmp_path, caplog):
+@pytest.mark.parametrize("backbone, seed", [("convnext", 0), ("swin", 3)])  # seeds whose maps hold several classes
+def test_upernet_imports_with_parity_and_without_its_auxiliary_head(tmp_path, caplog, backbone, seed):
     import logging
 
-    model, processor = save_upernet_convnext(tmp_path / "upernet")
+    model, processor = save_upernet(tmp_path / "upernet", backbone=backbone, seed=seed)
     with caplog.at_level(logging.INFO, logger="segmodels.io.transformers_import"):
         module = SegmentationModule.from_pretrained(str(tmp_path / "upernet"))
-    assert "dropped 8 tensors used only in training (auxiliary_head)" in caplog.text
+    dropped = {"convnext": "8 tensors inference never uses (auxiliary_head)",
+               "swin": "10 tensors inference never uses (auxiliary_head, backbone)"}  # + the Swin's final LayerNorm
+    assert f"dropped {dropped[backbone]}" in caplog.text
     assert module.hparams.decoder == "upernet" and module.hparams.decoder_kwargs["pool_norm"] is True
     assert_parity_with_the_image_processor(module, model, processor, spread=True)
 
@@ -117,23 +144,17 @@ def semantic_probabilities(outputs, size) -> torch.Tensor:
     return scores / scores.sum(1, keepdim=True)
 
 
-def labelled(labels: int) -> dict:
-    return {"num_labels": labels, "id2label": {i: f"thing{i}" for i in range(labels)},
-            "label2id": {f"thing{i}": i for i in range(labels)}}
-
-
-def save_mask2former(folder, labels: int = 5):
-    backbone = transformers.ResNetConfig(depths=[1, 1, 1, 1], hidden_sizes=[32, 64, 128, 256], embedding_size=64,
-                                         layer_type="bottleneck", out_features=["stage1", "stage2", "stage3", "stage4"])
+def save_mask2former(folder, labels: int = 5, backbone: str = "resnet", seed: int = 0):
     config = transformers.Mask2FormerConfig(
-        backbone_config=backbone, num_queries=8, hidden_dim=32, feature_size=32, mask_feature_size=32,
+        backbone_config=SOURCE_BACKBONES[backbone](), num_queries=8, hidden_dim=32, feature_size=32, mask_feature_size=32,
         encoder_layers=1, decoder_layers=3, dim_feedforward=64, encoder_feedforward_dim=64, num_attention_heads=4,
         **labelled(labels))
     torch.manual_seed(0)
-    model = randomised(transformers.Mask2FormerForUniversalSegmentation(config))
+    model = randomised(transformers.Mask2FormerForUniversalSegmentation(config), seed)
     with torch.no_grad():  # classes and masks far apart: a wrong tensor moves the probabilities
         model.class_predictor.weight.mul_(20)
         model.model.transformer_module.decoder.mask_predictor.get_submodule("mask_embedder.2.0").weight.mul_(200)
+    randomised_tables(model)
     model.save_pretrained(folder)
     processor = transformers.Mask2FormerImageProcessor(do_resize=False, do_pad=False, image_mean=[0.4, 0.5, 0.6],
                                                        image_std=[0.2, 0.25, 0.3])
@@ -141,8 +162,9 @@ def save_mask2former(folder, labels: int = 5):
     return model, processor
 
 
-def test_mask2former_with_a_resnet_backbone_imports_with_parity(tmp_path):
-    model, processor = save_mask2former(tmp_path / "mask2former")
+@pytest.mark.parametrize("backbone, seed", [("resnet", 0), ("swin", 1)])  # seeds whose maps hold several classes
+def test_mask2former_imports_with_parity(tmp_path, backbone, seed):
+    model, processor = save_mask2former(tmp_path / "mask2former", backbone=backbone, seed=seed)
     module = SegmentationModule.from_pretrained(str(tmp_path / "mask2former"))
     assert module.hparams.decoder == "mask2former" and module.hparams.decoder_kwargs["layers"] == 2
 
@@ -285,8 +307,9 @@ def test_convert_evaluate_and_fine_tune_from_a_published_folder(tmp_path, tiny_d
 
 
 FAMILIES = {  # recipe, a published folder's stand-in, the class-specific tensors that start anew at another count
-    "upernet_convnext_finetune": (save_upernet_convnext, ["model.decoder.classifier.bias",
-                                                          "model.decoder.classifier.weight"]),
+    "upernet_convnext_finetune": (save_upernet, ["model.decoder.classifier.bias", "model.decoder.classifier.weight"]),
+    "upernet_swin_finetune": (partial(save_upernet, backbone="swin"), ["model.decoder.classifier.bias",
+                                                                       "model.decoder.classifier.weight"]),
     "mask2former_finetune": (save_mask2former, ["model.decoder.classifier.bias", "model.decoder.classifier.weight"]),
     "eomt_finetune": (save_eomt, ["model.decoder.classifier.bias", "model.decoder.classifier.weight"]),
     "dpt_finetune": (save_dpt, ["model.decoder.head.4.bias", "model.decoder.head.4.weight"]),

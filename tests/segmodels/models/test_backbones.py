@@ -117,6 +117,29 @@ def test_timm_backbones_offline_without_cached_weights_say_how_out(name, tmp_pat
     assert "backbone.weights=" in result.stderr and "backbone.pretrained=false" in result.stderr
 
 
+def test_swin_runs_at_any_size_and_equals_timms_forward_where_the_windows_fit():
+    """Where every map is a whole number of windows larger than one window (192 px, windows of 3) the reference's
+    windowing is timm's; at 67 x 93 timm refuses the size, ours pads to patches and windows as the reference does."""
+    import timm
+
+    from segmodels.models.backbones.swin import SwinBackbone
+
+    shape = {"embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 1, 2, 2], "window_size": 3}
+    by_name = build_model("swin_tiny_patch4_window7_224", "linear", 3, pretrained=False,
+                          backbone_kwargs={"model_kwargs": shape}).backbone.eval()
+    through_timm = build_model("timm", "linear", 3, pretrained=False, backbone_kwargs={
+        "model_name": "swin_tiny_patch4_window7_224", "model_kwargs": shape}).backbone
+    assert isinstance(by_name, SwinBackbone) and isinstance(through_timm, SwinBackbone)
+    reference = timm.create_model("swin_tiny_patch4_window7_224", features_only=True, pretrained=False, img_size=192,
+                                  **shape).eval()
+    reference.load_state_dict(by_name.net.state_dict())
+    x = torch.randn(1, 3, 192, 192)
+    with torch.no_grad():
+        assert all(torch.equal(ours, theirs.permute(0, 3, 1, 2)) for ours, theirs in zip(by_name(x), reference(x)))
+        levels = by_name(torch.randn(1, 3, 67, 93))
+    assert [tuple(level.shape[-2:]) for level in levels] == [(17, 24), (9, 12), (5, 6), (3, 3)]
+
+
 def test_a_timm_model_whose_features_are_channels_last_gives_nchw_levels():
     swin = {"model_name": "swin_tiny_patch4_window7_224",  # timm's Swin returns (N, H, W, C) maps
             "model_kwargs": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2], "window_size": 2,

@@ -16,6 +16,7 @@ from segmodels.cli.export import export
 from segmodels.cli.predict import predict_folder
 from segmodels.cli.train import train
 from segmodels.models.decoders.eomt import annealed
+from segmodels.models.decoders.mask_classifier import MaskClassifier
 from segmodels.models.decoders.mask_loss import MaskClassificationLoss, MaskPredictions, segments_of, semantic_scores
 from tests.helpers import compose_train, tiny_overrides
 
@@ -71,6 +72,22 @@ def test_semantic_inference_is_class_probability_times_mask_probability_summed_o
     scores = semantic_scores(MaskPredictions(classes, masks))
     assert scores.shape == (1, 2, 1, 2)
     assert torch.allclose(scores[0, :, 0], torch.tensor(expected), atol=1e-6)
+
+
+def test_where_every_mask_is_nearly_off_the_classes_keep_their_ranking():
+    """Scores far below 1e-8 (every mask logit -20 or less) still rank and normalise as the reference's do."""
+    classes = torch.tensor([[[0.0, 1.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])  # class 2 is the first query's best
+    masks = torch.tensor([[[[-30.0, -25.0]], [[-40.0, -20.0]]]])
+
+    class Fixed(MaskClassifier):
+        def sets(self, levels):
+            return [MaskPredictions(classes, masks)]
+
+    ours = Fixed(num_classes=3).eval()([])
+    scores = semantic_scores(MaskPredictions(classes, masks))  # the reference's sum, exact in float32 at these sizes
+    assert scores.max() < 1e-8 and scores.argmax(1).tolist() == [[[2, 2]]]
+    assert torch.allclose(ours.softmax(1), scores / scores.sum(1, keepdim=True), atol=1e-6)
+    assert ours.argmax(1).tolist() == [[[2, 2]]]
 
 
 def test_ignored_pixels_never_count():
@@ -258,7 +275,7 @@ def test_inference_resizes_each_querys_mask_to_the_input_before_combining(decode
         padded = model.pad(x)
         final = model.decoder.sets(model.backbone(padded))[-1]
         masks = torch.nn.functional.interpolate(final.masks, size=padded.shape[-2:], mode="bilinear", align_corners=False)
-        by_hand = semantic_scores(MaskPredictions(final.classes, masks)).clamp(min=1e-8).log()[..., :67, :71]
+        by_hand = semantic_scores(MaskPredictions(final.classes, masks)).log()[..., :67, :71]
         combined_first = torch.nn.functional.interpolate(semantic_scores(final), size=padded.shape[-2:],
                                                          mode="bilinear", align_corners=False)[..., :67, :71]
     assert ours.shape == (1, 3, 67, 71) and torch.allclose(ours, by_hand, atol=1e-6)

@@ -37,6 +37,18 @@ def test_groups_exist_from_the_start_and_norms_and_biases_can_skip_weight_decay(
     assert sorted(covered) == sorted(id(p) for p in m.parameters()) and optimizer.defaults["nesterov"]
 
 
+def test_a_swins_position_tables_skip_weight_decay_with_the_norms():
+    from segmodels import build_model
+    from segmodels.training.optimizers import parameter_groups
+
+    backbone = build_model("swin_tiny_patch4_window7_224", "linear", 3, pretrained=False, backbone_kwargs={
+        "model_kwargs": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]}}).backbone
+    decay, no_decay = parameter_groups({"backbone": list(backbone.named_parameters())}, {"backbone": 0.1}, 0.05, True)
+    tables = [p for name, p in backbone.named_parameters() if name.endswith("relative_position_bias_table")]
+    assert len(tables) == 4 and all(p.ndim == 2 for p in tables)
+    assert {id(p) for p in tables} <= {id(p) for p in no_decay["params"]} and no_decay["weight_decay"] == 0.0
+
+
 def test_linear_scaling_rule_scales_by_the_global_batch(tiny_demo):
     optimizer = fitted_optimizer(tiny_demo, module(scale_lr_by_batch=16))
     assert {g["name"]: g["lr"] for g in optimizer.param_groups}["decoder"] == pytest.approx(0.01 * 4 / 16)
