@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,25 @@ from datamodules import make_demo_dataset
 TINY_SPLITS = {"train": 8, "val": 4, "test": 4}
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_tmpdir(tmp_path_factory) -> Path:
+    """Every temporary file of the tests and their subprocesses under pytest's own folder, not the system's: wandb's
+    media folders (every process that imports timm.utils makes two), torch.compile's cache; a process a test kills
+    cannot clean its own up."""
+    folder = tmp_path_factory.mktemp("tmpdir")
+    variables = {"TMPDIR": str(folder), "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor")}
+    previous = {name: os.environ.get(name) for name in variables}, tempfile.tempdir
+    os.environ.update(variables)
+    tempfile.tempdir = str(folder)
+    yield folder
+    for name, value in previous[0].items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    tempfile.tempdir = previous[1]
 
 
 @pytest.fixture(scope="session")
