@@ -43,10 +43,10 @@ def write_graph(wrapper: nn.Module, trace: torch.Tensor, output: Path, opset: in
             torch.onnx.export(wrapper, (trace,), str(output), dynamic_axes={"image": axes, "logits": axes}, dynamo=False,
                               **names, **({"opset_version": opset} if opset else {}))
         return "torchscript"
-    except torch.onnx.errors.UnsupportedOperatorError:
+    except (torch.onnx.errors.UnsupportedOperatorError, torch.onnx.errors.SymbolicValueError):
         if not dynamo:
             raise
-        torch.onnx.export(wrapper, (trace,), str(output), dynamic_shapes={"image": axes}, dynamo=True,
+        torch.onnx.export(wrapper, (trace,), str(output), dynamic_shapes=(axes,), dynamo=True,  # by position: any name
                           external_data=False, **names, **({"opset_version": opset} if opset else {}))
         return "dynamo"
 

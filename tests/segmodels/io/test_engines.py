@@ -46,6 +46,31 @@ def test_onnxruntime_gives_torchs_probabilities_and_its_graph_is_written_once_th
     assert (runner(x).softmax(1) - other.model(x).softmax(1)).abs().max() < 1e-4
 
 
+def test_a_model_only_torch_export_writes_runs_on_onnxruntime_and_an_inexact_graph_is_refused(tmp_path, caplog):
+    """A ViT (antialiased position-embedding resizing: torch.export's exporter) at a size it was not exported at; a
+    UperNet's pyramid pooling of run-time sizes, which the TorchScript exporter cannot write, goes to torch.export
+    too: exact, or refused naming the way out (here ONNX Runtime's pooling differs by about 7e-4), never torch's
+    exporter error."""
+    torch.manual_seed(0)
+    vit = SegmentationModule(backbone="vit_small_patch16_224", decoder="linear", num_classes=3, pretrained=False,
+                             backbone_kwargs={"depth": 2, "adapter": "none"}).eval()
+    with caplog.at_level(logging.INFO, logger="segmodels.io.engines"):
+        runner, name = inference_engine(vit, "onnxruntime", tmp_path / "vit.ckpt")
+    assert name == "onnxruntime" and "dynamo exporter" in caplog.text
+    x = torch.randn(1, 3, 67, 93)
+    with torch.no_grad():
+        assert (runner(x).softmax(1) - vit.model(x).softmax(1)).abs().max() < 1e-4
+    upernet = SegmentationModule(backbone="resnet18", decoder="upernet", num_classes=3, pretrained=False,
+                                 decoder_kwargs={"decoder_channels": 16}).eval()
+    try:
+        runner, _ = inference_engine(upernet, "onnxruntime", tmp_path / "upernet.ckpt")
+    except RuntimeError as error:
+        assert "ONNX Runtime's probabilities differ" in str(error) and "use engine=torch" in str(error)
+    else:
+        with torch.no_grad():
+            assert (runner(x).softmax(1) - upernet.model(x).softmax(1)).abs().max() < 1e-4
+
+
 def test_an_engine_or_provider_that_does_not_exist_is_refused_by_name(tmp_path):
     module = small_module()
     with pytest.raises(KeyError, match="unknown engine 'onnx'; choose one of: compile, onnxruntime, torch"):
