@@ -30,7 +30,7 @@ import torch
 from datamodules.normalization import Normalization
 from datamodules.palette import palette_of
 from datamodules.progress import progress
-from segmodels.models.inference import blend_weights, pair, window_starts, window_stride
+from segmodels.models.inference import blend_weights, log_of_scores, pair, window_starts, window_stride
 
 log = logging.getLogger(__name__)
 NODATA = 255  # the class maps' nodata value (uint8); uint16 maps (more than 255 classes) use 65535
@@ -125,7 +125,7 @@ def final_rows(buffer: torch.Tensor, counts: torch.Tensor, rows: slice, log_scor
     for start in range(0, width, columns):
         block = slice(start, start + columns)
         averaged = buffer[:, rows, block] / counts[:, rows, block].clamp(min=1e-12)
-        averaged = averaged.clamp(min=1e-8).log().softmax(dim=0) if log_scores else averaged.softmax(dim=0)
+        averaged = (log_of_scores(averaged) if log_scores else averaged).softmax(dim=0)
         labels[:, block] = averaged.argmax(0).numpy()
         if values is not None:
             values[:, :, block] = (averaged * 255).round().clamp(0, 255).byte().numpy()

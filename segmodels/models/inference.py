@@ -149,6 +149,12 @@ def window_grid(height: int, width: int, tile: tuple[int, int], stride: tuple[in
             for left in window_starts(width, tile[1], stride[1])]
 
 
+def log_of_scores(scores: torch.Tensor) -> torch.Tensor:
+    """The log of averaged class scores (a mask classifier's, ``log_scores``), floored only where they underflow: a
+    higher floor (1e-8) made every class tie where all masks are nearly off, and the first class won."""
+    return scores.clamp(min=torch.finfo(scores.dtype).tiny).log()
+
+
 def sliding_logits(model: nn.Module, images: torch.Tensor, tile, overlap: float, stride, window_batch: int,
                    blend: str, grid: str = "mmseg") -> torch.Tensor:
     """Float logits of ``images``: one forward pass, or windows averaged as mmsegmentation's ``slide_inference``
@@ -180,4 +186,4 @@ def sliding_logits(model: nn.Module, images: torch.Tensor, tile, overlap: float,
             part = logits[index * batch:(index + 1) * batch]
             total[..., top:top + window[0], left:left + window[1]] += part * weights
             counts[..., top:top + window[0], left:left + window[1]] += weights
-    return (total / counts).clamp(min=1e-8).log() if scores else total / counts
+    return log_of_scores(total / counts) if scores else total / counts

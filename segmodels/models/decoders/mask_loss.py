@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from ..inference import log_of_scores
+
 
 @dataclass
 class MaskPredictions:
@@ -49,7 +51,7 @@ def log_semantic_scores(prediction: MaskPredictions) -> torch.Tensor:
     log_masks = F.logsigmoid(prediction.masks.float())
     top = log_masks.amax(dim=1, keepdim=True)
     scores = torch.einsum("nqc,nqhw->nchw", classes, (log_masks - top).exp())
-    return scores.clamp(min=torch.finfo(scores.dtype).tiny).log() + top
+    return log_of_scores(scores) + top
 
 
 def sample_at(maps: torch.Tensor, points: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:

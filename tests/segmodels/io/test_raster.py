@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from segmodels import SegmentationModule
-from segmodels.io.raster import predict_raster
+from segmodels.io.raster import final_rows, predict_raster
 from segmodels.models.inference import predict_probabilities
 
 rasterio = pytest.importorskip("rasterio")
@@ -52,6 +52,15 @@ class Counting:
         self.windows += len(x)
         with torch.no_grad():
             return self.model(x)
+
+
+def test_faint_averaged_scores_of_a_mask_classifier_keep_their_ranking_in_the_finished_rows():
+    scores = torch.tensor([-30.0, -25.0, -28.0]).exp()  # every mask nearly off: all below 1e-8, class 1 the highest
+    buffer, counts = (2 * scores).view(3, 1, 1).expand(3, 2, 5).clone(), torch.full((1, 2, 5), 2.0)
+    labels, values = final_rows(buffer, counts, slice(0, 2), log_scores=True, probabilities=True, dtype="uint8")
+    assert (labels == 1).all()
+    expected = (scores / scores.sum() * 255).round().byte()
+    assert torch.equal(torch.from_numpy(values[:, 0, 0]), expected)
 
 
 def test_a_geotiff_streams_into_a_georeferenced_tiled_geotiff_equal_to_the_in_memory_path(tmp_path):

@@ -87,3 +87,19 @@ def test_a_model_of_log_scores_has_its_scores_averaged_over_windows_as_eomt_does
     first, second = 6 / 7, 2 / 7  # class 0's score in each window; class 1's is 0.5 in both
     mean = (first + second) / 2
     assert float(probabilities[0, 0, 0, 6]) == pytest.approx(mean / (mean + 0.5), abs=1e-6)
+
+
+class FaintLogScores(nn.Module):
+    """Log class scores far below 1e-8 everywhere (every mask nearly off), class 1 the highest."""
+
+    log_scores = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([-30.0, -25.0, -28.0]).view(1, 3, 1, 1).expand(x.shape[0], 3, *x.shape[-2:])
+
+
+def test_faint_scores_averaged_over_windows_keep_their_ranking():
+    probabilities = predict_probabilities(FaintLogScores(), torch.zeros(1, 1, 4, 12), tile=[4, 8], stride=[4, 4])
+    expected = torch.tensor([-30.0, -25.0, -28.0]).softmax(0)
+    assert torch.allclose(probabilities[0, :, 0, 6], expected, atol=1e-6)
+    assert probabilities.argmax(1).unique().tolist() == [1]
