@@ -63,7 +63,7 @@ class BackbonePlan:
 def per_tensor(rename: Callable[[str], str | None]) -> Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
     """A renaming of one name at a time (None: unknown) as a renaming of the backbone's whole state."""
     def whole(local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {f"backbone.{rename(key)}" if rename(key) else key: value for key, value in local.items()}
+        return {f"backbone.{new}" if (new := rename(key)) else key: value for key, value in local.items()}
 
     return whole
 
@@ -397,6 +397,7 @@ def backbone_of(config: dict[str, Any], path: Path, importable: tuple[str, ...],
                                    f"{', '.join(importable)}")
     return BACKBONES_OF[kind](config, path)
 
+
 UPERNET_MODULE = {"bottleneck": "bottleneck", "fpn_bottleneck": "fuse"}
 CONV_NORM = {"conv": "0", "batch_norm": "1"}  # transformers' UperNetConvModule -> our ConvNormAct
 
@@ -449,8 +450,12 @@ MASKED_DECODER = {"cross_attn_layer_norm": "cross.{i}.norm", "cross_attn.out_pro
                   "self_attn.out_proj": "self_attention.{i}.attention.out_proj",
                   "self_attn_layer_norm": "self_attention.{i}.norm", "fc1": "ffn.{i}.net.0", "fc2": "ffn.{i}.net.3",
                   "final_layer_norm": "ffn.{i}.norm"}
-
-
+PIXEL_DECODER_SIMPLE = {"level_embed": "level_embedding", "mask_projection.weight": "mask_features.weight",
+                        "mask_projection.bias": "mask_features.bias"}
+TRANSFORMER_SIMPLE = {"queries_features.weight": "query_features.weight",
+                      "queries_embedder.weight": "query_positions.weight", "level_embed.weight": "level_embedding.weight",
+                      "decoder.layernorm.weight": "norm.weight", "decoder.layernorm.bias": "norm.bias",
+                      "class_predictor.weight": "classifier.weight", "class_predictor.bias": "classifier.bias"}
 MASK2FORMER_BACKBONE = "model.pixel_level_module.encoder."
 
 
@@ -463,13 +468,11 @@ def mask2former_rename(state: dict[str, torch.Tensor], backbone: BackbonePlan) -
         if key.startswith("model.pixel_level_module.decoder."):
             local = key.removeprefix("model.pixel_level_module.decoder.")
             found = re.match(r"encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$", local)
-            simple = {"level_embed": "level_embedding", "mask_projection.weight": "mask_features.weight",
-                      "mask_projection.bias": "mask_features.bias"}
             if found and found.group(2) in PIXEL_DECODER:
                 ours[f"decoder.pixel_decoder.encoder.{found.group(1)}.{PIXEL_DECODER[found.group(2)]}."
                      f"{found.group(3)}"] = value
-            elif local in simple:
-                ours[f"decoder.pixel_decoder.{simple[local]}"] = value
+            elif local in PIXEL_DECODER_SIMPLE:
+                ours[f"decoder.pixel_decoder.{PIXEL_DECODER_SIMPLE[local]}"] = value
             elif re.match(r"input_projections\.\d+\.[01]\.(weight|bias)$", local):
                 ours[f"decoder.pixel_decoder.project.{local.removeprefix('input_projections.')}"] = value
             elif re.match(r"(adapter_1|layer_1)\.[01]\.(weight|bias)$", local):
@@ -479,16 +482,12 @@ def mask2former_rename(state: dict[str, torch.Tensor], backbone: BackbonePlan) -
                 ours[key] = value
             continue
         local = key.removeprefix("model.transformer_module.")
-        simple = {"queries_features.weight": "query_features.weight", "queries_embedder.weight": "query_positions.weight",
-                  "level_embed.weight": "level_embedding.weight", "decoder.layernorm.weight": "norm.weight",
-                  "decoder.layernorm.bias": "norm.bias", "class_predictor.weight": "classifier.weight",
-                  "class_predictor.bias": "classifier.bias"}
         found = re.match(r"decoder\.layers\.(\d+)\.(.+)\.(weight|bias)$", local)
         projection = re.match(r"decoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)$", local)
         cross = re.match(r"decoder\.layers\.(\d+)\.cross_attn\.(in_proj_weight|in_proj_bias)$", local)
         embedder = re.match(r"decoder\.mask_predictor\.mask_embedder\.(\d)\.0\.(weight|bias)$", local)
-        if local in simple:
-            ours[f"decoder.{simple[local]}"] = value
+        if local in TRANSFORMER_SIMPLE:
+            ours[f"decoder.{TRANSFORMER_SIMPLE[local]}"] = value
         elif projection:
             projections.setdefault((projection.group(1), projection.group(3)), {})[projection.group(2)] = value
         elif cross:
